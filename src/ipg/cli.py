@@ -1,0 +1,162 @@
+"""`ipg` command line: the study's stages for ad-hoc use outside the workflow.
+
+    ipg list                      registered models and tasks
+    ipg prepare --task T          prepare a task's splits into a parquet file
+    ipg build --model M           build a model folder (train / convert / download)
+    ipg sample --model M --task T -n N   sample and score trajectories, print a summary
+
+Errors in user input print one line (no traceback) and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ipg.errors import IPGError
+from ipg.scripting import set_offline_env
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
+
+
+def command(name: str, help_text: str, add_args: Callable[[argparse.ArgumentParser], None]):
+    """Register a subcommand; later stages add theirs the same way."""
+
+    def register(func: Callable) -> Callable:
+        COMMANDS[name] = (help_text, add_args, func)
+        return func
+
+    return register
+
+
+def resolve_model_dir(model: str, results_dir: str = "results") -> tuple[Path, bool]:
+    """A model name (built under results/models/) or a path -> (folder, uses chat template)."""
+    from ipg.models import MODELS
+
+    path = Path(model)
+    if not path.exists():
+        path = Path(results_dir) / "models" / model
+    if not path.exists():
+        raise IPGError(
+            f"model '{model}' is neither a folder nor built under {results_dir}/models/; "
+            f"build it with `ipg build --model {model}` or `snakemake {results_dir}/models/{model}`"
+        )
+    name = model
+    card = path / "model_card.json"
+    if card.exists():
+        name = json.loads(card.read_text()).get("name", model)
+    chat = MODELS.get(name).chat if name in MODELS else True
+    return path, chat
+
+
+def _list_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("list", "list registered models and tasks", _list_args)
+def cmd_list(args: argparse.Namespace) -> None:
+    from ipg.models import MODELS
+    from ipg.tasks import TASKS
+
+    print("models:", ", ".join(MODELS.names()))
+    print("tasks: ", ", ".join(TASKS.names()))
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True)
+    p.add_argument("--n-attribution", type=int, default=32)
+    p.add_argument("--n-heldout", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default: data/prepared/{task}.parquet")
+
+
+@command("prepare", "prepare a task's attribution and held-out splits", _prepare_args)
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from ipg.tasks.prepare import prepare_task, write_prepared
+
+    frame = prepare_task(args.task, args.n_attribution, args.n_heldout, args.seed, {})
+    out = args.out or f"data/prepared/{args.task}.parquet"
+    write_prepared(frame, out)
+    print(f"wrote {len(frame)} rows to {out}")
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", default=None, help="default: results/models/{model}")
+    p.add_argument("--params", default="{}", help="builder parameters as JSON")
+
+
+@command("build", "build a model folder (train, convert or download)", _build_args)
+def cmd_build(args: argparse.Namespace) -> None:
+    from ipg.models import get_model_spec
+    from ipg.models.load import build_model
+
+    params = json.loads(args.params)
+    params.setdefault("requires_dirs", {
+        dep: f"results/models/{dep}" for dep in get_model_spec(args.model).requires})
+    out = args.out or f"results/models/{args.model}"
+    build_model(args.model, out, params)
+    print(f"built {args.model} in {out}")
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model name built under results/models, or a folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("-n", "--n-prompts", type=int, default=8, help="prompts from the attribution split")
+    p.add_argument("-G", "--samples-per-prompt", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the trajectory table to this parquet file")
+    p.add_argument("--show", type=int, default=2, help="print this many trajectories")
+
+
+@command("sample", "sample and score trajectories of a model on a task", _sample_args)
+def cmd_sample(args: argparse.Namespace) -> None:
+    from ipg.models.load import load_model
+    from ipg.sampling import SamplingConfig
+    from ipg.tasks.prepare import prepare_task
+    from ipg.trajectories import trajectories_for_prompts, write_table_atomic
+
+    model_dir, chat = resolve_model_dir(args.model)
+    prepared = prepare_task(args.task, args.n_prompts, 1, args.seed, {})
+    prepared = prepared[prepared["split"] == "attribution"]
+    model, tokenizer = load_model(model_dir)
+    cfg = SamplingConfig(args.temperature, args.max_new_tokens, 8, args.seed)
+    frame, metrics = trajectories_for_prompts(
+        model, tokenizer, prepared, args.task, chat, args.samples_per_prompt, cfg)
+    for _, row in frame.head(args.show).iterrows():
+        print(f"--- {row.prompt_id} sample {row.sample_id} (reward {row.reward_accuracy:.0f}, "
+              f"{row.reward_length:.0f} tokens)\n{row.text}")
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
+                     indent=1))
+    if args.out:
+        write_table_atomic(frame, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipg", description="Integrated Policy Gradient: attribute and steer reasoning models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_args, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_env()
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except IPGError as err:
+        print(f"ipg: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Study configuration: schema validation with one-line errors, defaults, and name checks.
+
+The schema (workflow/schemas/config.schema.yaml) gives every key a description and a
+default. `validate_config` fills defaults, rejects unknown keys and wrong types, and checks
+model / task / granularity names against the registries, raising `IPGError` with one line
+that names the key and the allowed values.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from ipg.errors import IPGError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+GRANULARITY_NAMES = ("neurons", "heads", "layers", "sae")
+
+
+def load_schema(path: str | Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path else SCHEMA_PATH
+    if not path.exists():  # installed without the repo: the packaged copy
+        path = Path(str(resources.files("ipg") / "config.schema.yaml"))
+    return yaml.safe_load(path.read_text())
+
+
+def _fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
+    """Fill `default` values of the schema into a config (recursively, without aliasing)."""
+    if isinstance(node, dict) and schema.get("type") == "object":
+        for key, sub in schema.get("properties", {}).items():
+            if key not in node and "default" in sub:
+                node[key] = copy.deepcopy(sub["default"])
+            if key in node:
+                node[key] = _fill_defaults(node[key], sub)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        node = [_fill_defaults(item, schema["items"]) for item in node]
+    return node
+
+
+def _where(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _one_line(err: jsonschema.ValidationError) -> str:
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        return (f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}; "
+                f"allowed keys: {', '.join(allowed)}")
+    if err.validator == "enum":
+        return (f"config error at {where}: {err.instance!r} is not allowed; allowed values: "
+                f"{', '.join(map(str, err.validator_value))}")
+    if err.validator == "type":
+        return (f"config error at {where}: {err.instance!r} should be of type "
+                f"{err.validator_value}")
+    return f"config error at {where}: {err.message}"
+
+
+def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a config dict in place-safe fashion and return it with defaults filled."""
+    schema = schema or load_schema()
+    config = _fill_defaults(copy.deepcopy(dict(config)), schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise IPGError(_one_line(errors[0]))
+    check_names(config)
+    return config
+
+
+def check_names(config: dict[str, Any]) -> None:
+    """Model and task names must be registered; granularities known."""
+    from ipg.models import MODELS
+    from ipg.tasks import TASKS
+
+    for i, entry in enumerate(config["study"]):
+        if entry["model"] not in MODELS:
+            raise IPGError(f"config error at study[{i}].model: unknown model {entry['model']!r}; "
+                           f"allowed: {', '.join(MODELS.names())}")
+        for j, task in enumerate(entry["tasks"]):
+            if task not in TASKS:
+                raise IPGError(f"config error at study[{i}].tasks[{j}]: unknown task {task!r}; "
+                               f"allowed: {', '.join(TASKS.names())}")
+    for section, registry, label in (("model_params", MODELS, "model"),
+                                     ("task_params", TASKS, "task")):
+        params = config[section] if section == "model_params" else config["data"]["task_params"]
+        for name in params:
+            if name not in registry:
+                raise IPGError(f"config error at {section}.{name}: unknown {label} {name!r}; "
+                               f"allowed: {', '.join(registry.names())}")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise IPGError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise IPGError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return validate_config(raw)
+
+
+def models_in_study(config: dict[str, Any]) -> list[str]:
+    """Every model the study needs built, including the ones they require (e.g. organism)."""
+    from ipg.models import MODELS
+
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        for dep in MODELS.get(name).requires:
+            add(dep)
+        if name not in out:
+            out.append(name)
+
+    for entry in config["study"]:
+        add(entry["model"])
+    return out
+
+
+def sampling_for(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The sampling settings of one model: the global ones with its study entry's overrides."""
+    settings = {k: v for k, v in config["sampling"].items() if k != "seeds"}
+    for entry in config["study"]:
+        if entry["model"] == model:
+            settings.update({k: v for k, v in entry.get("sampling", {}).items() if v is not None})
+    return settings
+
+
+def model_task_pairs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(e["model"], t) for e in config["study"] for t in e["tasks"]]
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable hash of any JSON-able config fragment (recorded with outputs)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,175 @@
+"""Trajectories: sample G chains of thought per prompt and score them with outcome rewards.
+
+Produces the table every attribution method consumes (one row per trajectory):
+prompt_id, sample_id, prompt, answer, prompt_ids, gen_ids, text, pred, reward_accuracy,
+reward_length, logprob, truncated, temperature. `logprob` is log pi(tau; h) of Eq. 1 at the
+unmodified activations, summed over generated tokens.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ipg.errors import IPGError
+from ipg.outcomes import accuracy_reward, length_reward
+from ipg.sampling import SamplingConfig, sample_trajectories
+from ipg.tasks import get_task
+
+TRAJECTORY_COLUMNS = [
+    "prompt_id", "sample_id", "prompt", "answer", "prompt_ids", "gen_ids", "text", "pred",
+    "reward_accuracy", "reward_length", "logprob", "truncated", "temperature",
+]
+
+
+def trajectories_for_prompts(
+    model,
+    tokenizer,
+    prepared: pd.DataFrame,
+    task_name: str,
+    chat: bool,
+    n_samples: int,
+    cfg: SamplingConfig,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sample and score `n_samples` trajectories for every row of a prepared task frame."""
+    from ipg.models.load import render_prompt
+
+    task = get_task(task_name)
+    rendered = [render_prompt(tokenizer, p, chat) for p in prepared["prompt"]]
+    trajs, stats = sample_trajectories(model, tokenizer, rendered, n_samples, cfg, progress)
+    eos_ids = set()
+    for t in trajs:
+        if not t.truncated:
+            eos_ids.add(t.gen_ids[-1])
+    rows = []
+    for t in trajs:
+        src = prepared.iloc[t.prompt_index]
+        text = tokenizer.decode(t.gen_ids, skip_special_tokens=True)
+        pred = task.extract_answer(text)
+        rows.append({
+            "prompt_id": src["prompt_id"],
+            "sample_id": t.sample_id,
+            "prompt": rendered[t.prompt_index],
+            "answer": str(src["answer"]),
+            "prompt_ids": t.prompt_ids,
+            "gen_ids": t.gen_ids,
+            "text": text,
+            "pred": pred,
+            "reward_accuracy": accuracy_reward(task, pred, str(src["answer"])),
+            "reward_length": length_reward(t.gen_ids, t.truncated),
+            "logprob": t.logprob,
+            "truncated": t.truncated,
+            "temperature": cfg.temperature,
+        })
+    frame = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+    return frame, summarize(frame) | stats
+
+
+def summarize(frame: pd.DataFrame) -> dict[str, Any]:
+    """Accuracy, length spread and the fraction of prompts whose rewards vary (non-zero advantage)."""
+    by_prompt = frame.groupby("prompt_id")
+    varies_acc = by_prompt["reward_accuracy"].nunique() > 1
+    varies_len = by_prompt["reward_length"].nunique() > 1
+    greedy_like = by_prompt["reward_accuracy"].mean()
+    return {
+        "n_prompts": int(frame["prompt_id"].nunique()),
+        "n_trajectories": int(len(frame)),
+        "accuracy": float(frame["reward_accuracy"].mean()),
+        "accuracy_prompt_std": float(greedy_like.std(ddof=0)) if len(greedy_like) else 0.0,
+        "mean_length": float(frame["reward_length"].mean()),
+        "std_length": float(frame["reward_length"].std(ddof=0)),
+        "truncated_fraction": float(frame["truncated"].mean()),
+        "frac_prompts_nonzero_adv_accuracy": float(varies_acc.mean()),
+        "frac_prompts_nonzero_adv_length": float(varies_len.mean()),
+        "unparsed_fraction": float(frame["pred"].isna().mean()),
+    }
+
+
+def write_table_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a parquet file so that a crash never leaves a half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_trajectories(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a trajectory table, with a one-line error for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.exists():
+        raise IPGError(f"trajectory file {path} does not exist; run the trajectories rule first")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise IPGError(
+            f"trajectory file {path} is not readable parquet ({type(exc).__name__}); "
+            "delete it and rerun the trajectories rule"
+        ) from None
+    missing = [c for c in TRAJECTORY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise IPGError(f"trajectory file {path} lacks columns {missing}; regenerate it")
+    return frame
+
+
+def run_sampling(
+    model_dir: str,
+    prepared_path: str,
+    task: str,
+    chat: bool,
+    split: str,
+    seed: int,
+    sampling: dict[str, Any],
+    table_path: str,
+    metrics_path: str,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics."""
+    from ipg.models.load import load_model
+    from ipg.provenance import provenance
+    from ipg.tasks.prepare import read_prepared
+
+    prepared = read_prepared(prepared_path, split=split)
+    model, tokenizer = load_model(model_dir)
+    n_samples = int(sampling.get("samples_per_prompt", 8))
+    cfg = SamplingConfig(
+        temperature=float(sampling.get("temperature", 1.0)),
+        max_new_tokens=int(sampling.get("max_new_tokens", 96)),
+        prompts_per_batch=int(sampling.get("prompts_per_batch", 8)),
+        seed=seed,
+    )
+    frame, metrics = trajectories_for_prompts(
+        model, tokenizer, prepared, task, chat, n_samples, cfg, progress
+    )
+    metrics.update(provenance({"model_dir": str(model_dir), "task": task, "split": split,
+                               "seed": seed, "samples_per_prompt": n_samples, **cfg.__dict__}))
+    write_table_atomic(frame, table_path)
+    write_json_atomic(metrics, metrics_path)
+    return metrics
