@@ -11,12 +11,12 @@ for _var, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     os.environ.setdefault(_var, _value)
 # Rule scripts import the package from src/ even in a per-rule conda env without it installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (os.path.abspath("src"), os.environ.get("PYTHONPATH", "")) if p)
+    p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
 from ipg.config import validate_config, models_in_study, model_task_pairs, sampling_for
 from ipg.errors import IPGError
 
-configfile: "config/default.yaml"
+configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 try:
     _validated = validate_config(config)

@@ -1,13 +1,25 @@
-"""Helpers shared by the rule files: per-wildcard parameters read from the validated config."""
+"""Helpers shared by the rule files: per-wildcard parameters read from the validated config.
+
+Parameter dicts are returned with sorted keys: Snakemake's params rerun trigger compares
+them by their serialisation, so key order alone must never trigger a rerun.
+"""
 from ipg.models import get_model_spec
 
 
+def canonical(value):
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def task_params(wildcards):
-    return config["data"]["task_params"].get(wildcards.task, {})
+    return canonical(config["data"]["task_params"].get(wildcards.task, {}))
 
 
 def model_params(wildcards):
-    return config["model_params"].get(wildcards.model, {})
+    return canonical(config["model_params"].get(wildcards.model, {}))
 
 
 def model_requires(wildcards):
@@ -16,3 +28,7 @@ def model_requires(wildcards):
 
 def model_chat(wildcards):
     return get_model_spec(wildcards.model).chat
+
+
+def model_sampling(wildcards):
+    return canonical(sampling_for(config, wildcards.model))

@@ -15,7 +15,7 @@ rule sample_trajectories:
     conda:
         "../envs/torch-cpu.yaml"
     params:
-        sampling=lambda w: sampling_for(config, w.model),
+        sampling=model_sampling,
         chat=model_chat,
         split="attribution",
     threads: workflow.cores
