@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv study test test-slow test-all dry-run lock clean-results
+.PHONY: venv study test test-slow dry-run lock clean-results mlflow
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ test-slow: venv
 
 dry-run: venv
 	$(BIN)/snakemake -n --quiet rules $(SMK_ARGS)
+
+# Browse the runs: MLflow UI on mlflow.db, http://127.0.0.1:$(MLFLOW_PORT) (Ctrl-C stops it).
+MLFLOW_PORT ?= 5000
+mlflow: venv
+	$(BIN)/ipg ui --port $(MLFLOW_PORT)
 
 # Regenerate the lock file from requirements/requirements.in (needs the package index).
 lock: venv

@@ -29,8 +29,10 @@ RESULTS = config["results_dir"]
 MODELS = models_in_study(config)
 PAIRS = model_task_pairs(config)
 SEEDS = config["sampling"]["seeds"]
+TRACKED_METRICS = [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
 
 include: "rules/common.smk"
+include: "rules/tracking.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/trajectories.smk"
@@ -39,4 +41,6 @@ include: "rules/trajectories.smk"
 rule all:
     input:
         [f"{RESULTS}/trajectories/{m}/{t}/{s}.parquet" for m, t in PAIRS for s in SEEDS],
+        f"{RESULTS}/metrics/trajectories.json",
+        f"{RESULTS}/tracking/ingested.json",
         [f"{RESULTS}/models/{m}" for m in MODELS],

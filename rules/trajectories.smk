@@ -23,3 +23,21 @@ rule sample_trajectories:
         "Sampling trajectories: {wildcards.model} on {wildcards.task}, seed {wildcards.seed}"
     script:
         "../workflow/scripts/sample_trajectories.py"
+
+
+rule summarize_trajectories:
+    input:
+        [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS],
+    output:
+        RESULTS + "/metrics/trajectories.json",
+    log:
+        "logs/summarize_trajectories.log",
+    benchmark:
+        "benchmarks/summarize_trajectories.tsv"
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    message:
+        "Summarising trajectories (accuracy, length, throughput per model and task)"
+    script:
+        "../workflow/scripts/summarize_trajectories.py"

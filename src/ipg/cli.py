@@ -136,6 +136,31 @@ def cmd_sample(args: argparse.Namespace) -> None:
         write_table_atomic(frame, args.out)
 
 
+def _ui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: local only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--root", default=".", help="folder of mlflow.db and mlartifacts/ (default: .)")
+
+
+@command("ui", "browse the study's MLflow runs (mlflow ui on mlflow.db)", _ui_args)
+def cmd_ui(args: argparse.Namespace) -> None:
+    import signal
+
+    from ipg.tracking import EXPERIMENT, init_store, tracking_uri, ui
+
+    uri = tracking_uri(args.root)
+    init_store(uri, EXPERIMENT)
+    server = ui(uri, host=args.host, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on kill too
+    print(f"MLflow UI for {uri} on {server.url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ipg", description="Integrated Policy Gradient: attribute and steer reasoning models.")

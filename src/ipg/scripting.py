@@ -29,9 +29,12 @@ def set_offline_env() -> None:
 
 def run_script(snakemake: Any, main: Callable[[Any], None]) -> None:
     set_offline_env()
-    import torch
+    try:  # the report and tracking envs have no torch
+        import torch
 
-    torch.set_num_threads(max(1, int(getattr(snakemake, "threads", 1))))
+        torch.set_num_threads(max(1, int(getattr(snakemake, "threads", 1))))
+    except ImportError:
+        pass
     log_path = snakemake.log[0] if len(snakemake.log) else os.devnull
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):

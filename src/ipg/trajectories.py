@@ -173,3 +173,20 @@ def run_sampling(
     write_table_atomic(frame, table_path)
     write_json_atomic(metrics, metrics_path)
     return metrics
+
+
+SUMMARY_KEYS = ("accuracy", "mean_length", "std_length", "truncated_fraction",
+                "frac_prompts_nonzero_adv_accuracy", "frac_prompts_nonzero_adv_length",
+                "tokens_per_second", "n_trajectories")
+
+
+def summarize_files(metric_paths: list[str], out_path: str) -> dict[str, Any]:
+    """Collect per-file trajectory metrics into {"<model>/<task>/<seed>": {...}}."""
+    summary = {}
+    for path in metric_paths:
+        p = Path(path)
+        key = "/".join([p.parent.parent.name, p.parent.name, p.stem])
+        metrics = json.loads(p.read_text())
+        summary[key] = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
+    write_json_atomic(summary, out_path)
+    return summary

@@ -15,9 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import CachedRepoTreeNotFoundError, RevisionResolutionError
-
 from ipg.errors import IPGError
 from ipg.models import MODELS
 from ipg.models.base import ModelSpec
@@ -73,6 +70,9 @@ def copy_checkpoint(src_dir: Path, out_dir: Path) -> list[str]:
 
 def download(repo_id: str, revision: str, cache_dir: str | None = None) -> Path:
     """The local snapshot folder of repo_id@revision (downloaded unless cached)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError, RevisionResolutionError
+
     try:
         return Path(
             snapshot_download(

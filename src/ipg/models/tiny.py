@@ -8,22 +8,14 @@ whole workflow can run end to end in seconds. Their outputs are meaningless by d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from tokenizers import AddedToken, pre_tokenizers
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen2Tokenizer,
-)
+from typing import TYPE_CHECKING, Any, Literal
 
 from ipg.errors import IPGError
 from ipg.models import MODELS
 from ipg.models.base import ModelSpec
+
+if TYPE_CHECKING:  # torch/transformers are imported where used: registering stays cheap
+    from transformers import PreTrainedModel, Qwen2Tokenizer
 
 Arch = Literal["qwen2", "llama"]
 
@@ -46,7 +38,14 @@ TINY_CONFIG: dict[str, Any] = dict(
     max_position_embeddings=1024,
     tie_word_embeddings=True,
 )
-_ARCHS = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
+ARCH_NAMES: tuple[str, ...] = ("qwen2", "llama")
+
+
+def _archs() -> dict[str, tuple[type, type]]:
+    """arch -> (config class, model class); a function so that importing this module is cheap."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    return {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "llama": (LlamaConfig, LlamaForCausalLM)}
 
 
 def tiny_tokenizer() -> Qwen2Tokenizer:
@@ -55,6 +54,9 @@ def tiny_tokenizer() -> Qwen2Tokenizer:
     It is a Qwen2Tokenizer (the class transformers forces for every qwen2 checkpoint), so it
     loads back identically from a saved folder for both architectures.
     """
+    from tokenizers import AddedToken, pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
     byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())  # sorted: the set's order varies
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + byte_chars)}
     tokenizer = Qwen2Tokenizer(
@@ -75,9 +77,11 @@ def tiny_random_model(
     arch: Arch, seed: int = 0, **config_overrides: Any
 ) -> tuple[PreTrainedModel, Qwen2Tokenizer]:
     """A frozen, eval-mode 2-layer random model of `arch` and its tokenizer (same seed, same weights)."""
-    if arch not in _ARCHS:
-        raise IPGError(f"unknown tiny architecture '{arch}'; allowed: {', '.join(sorted(_ARCHS))}")
-    config_cls, model_cls = _ARCHS[arch]
+    if arch not in ARCH_NAMES:
+        raise IPGError(f"unknown tiny architecture '{arch}'; allowed: {', '.join(sorted(ARCH_NAMES))}")
+    import torch
+
+    config_cls, model_cls = _archs()[arch]
     tokenizer = tiny_tokenizer()
     config = config_cls(
         **{
@@ -108,7 +112,7 @@ def _builder(arch: Arch):
     return build
 
 
-for _arch in _ARCHS:
+for _arch in ARCH_NAMES:
     MODELS.add(
         f"tiny-{_arch}",
         ModelSpec(

@@ -18,8 +18,6 @@ import threading
 import warnings
 from typing import Any
 
-from math_verify import parse, verify
-
 # latex2sympy logs a deprecation warning on every parse with math_verify's default config
 logging.getLogger("latex2sympy2_extended.math_normalization").setLevel(logging.ERROR)
 
@@ -95,6 +93,8 @@ def extract_final_answer(completion: Any, number_fallback: bool = True) -> str |
 @functools.lru_cache(maxsize=65536)
 def _parse_math(answer: str) -> tuple:
     """math_verify parses of an extracted answer string (math mode first, then plain text)."""
+    from math_verify import parse  # imported on first use: registering tasks stays cheap
+
     parsed = parse(f"${answer}$") if "$" not in answer else parse(answer)
     if not parsed:
         parsed = parse(answer)
@@ -126,6 +126,8 @@ def grade_math(pred: str | None, gold: str) -> bool:
         return (a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(b))) or (
             normalize_exact(pred) == normalize_exact(gold)
         )
+    from math_verify import verify  # imported on first use: registering tasks stays cheap
+
     try:
         gold_parsed, pred_parsed = _parse_math(gold), _parse_math(pred)
         if not gold_parsed or not pred_parsed:

@@ -12,13 +12,14 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ipg.errors import IPGError
 from ipg.tasks import get_task
 from ipg.tasks.base import Task
+
+if TYPE_CHECKING:  # pandas is imported where used: importing this module stays cheap
+    import pandas as pd
 
 COLUMNS = ["prompt_id", "task", "question", "prompt", "answer", "split"]
 SPLITS = ("attribution", "heldout")
@@ -89,6 +90,8 @@ def prepare_task(
             "answer": str(row["answer"]),
             "split": SPLITS[0] if i < n_attr else SPLITS[1],
         })
+    import pandas as pd
+
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
 
@@ -127,6 +130,8 @@ def read_prepared(path: str | os.PathLike[str], split: str | None = None) -> pd.
         raise IPGError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     if not path.is_file():
         raise IPGError(f"prepared file {path} does not exist; run the prepare step for this task first")
+    import pandas as pd
+
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a corrupt file

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import reasoning_gym
-
 from ipg.errors import IPGError
 from ipg.tasks import TASKS
 from ipg.tasks.base import Row, Task
@@ -31,6 +29,8 @@ def make_loader(dataset: str):
     def load(n: int, seed: int, params: dict[str, Any]) -> list[Row]:
         if n < 1:
             return []
+        import reasoning_gym  # imported on first use: registering tasks stays cheap
+
         try:
             ds = reasoning_gym.create_dataset(dataset, size=n, seed=seed, **params)
         except (TypeError, ValueError, AssertionError) as e:

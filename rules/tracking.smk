@@ -1,0 +1,57 @@
+"""MLflow tracking: one sqlite store (mlflow.db, artifacts in mlartifacts/) in the working
+directory, experiment "ipg-study", one MLflow run per metrics JSON in TRACKED_METRICS.
+
+sqlite has one writer: `init_tracking` creates the store before any job that touches it (such
+a job takes TRACKING_STORE as an input), and a single local job ingests every file.
+Browse with `make mlflow` (or `ipg ui`). After deleting mlflow.db: `snakemake -R init_tracking`.
+"""
+from ipg.config import config_hash
+
+TRACKING_EXPERIMENT = "ipg-study"
+TRACKING_ROOT = "."  # mlflow.db and mlartifacts/ live here (the repo root under `make study`)
+TRACKING_STORE = f"{RESULTS}/tracking/store.ready"
+
+
+rule init_tracking:
+    output:
+        TRACKING_STORE,
+    log:
+        "logs/tracking/init_tracking.log",
+    benchmark:
+        "benchmarks/tracking/init_tracking.tsv"
+    conda:
+        "../envs/tracking.yaml"
+    params:
+        experiment=TRACKING_EXPERIMENT,
+        root=TRACKING_ROOT,
+    threads: 1
+    localrule: True
+    message:
+        "Creating the MLflow store and experiment '{params.experiment}' (mlflow.db)"
+    script:
+        "../workflow/scripts/init_tracking.py"
+
+
+rule ingest_mlflow:
+    input:
+        metrics=TRACKED_METRICS,
+        store=TRACKING_STORE,
+    output:
+        f"{RESULTS}/tracking/ingested.json",
+    log:
+        "logs/tracking/ingest_mlflow.log",
+    benchmark:
+        "benchmarks/tracking/ingest_mlflow.tsv"
+    conda:
+        "../envs/tracking.yaml"
+    params:
+        experiment=TRACKING_EXPERIMENT,
+        root=TRACKING_ROOT,
+        results_dir=RESULTS,
+        base={"study.config_hash": config_hash(config)},
+    threads: 1
+    localrule: True
+    message:
+        "Ingesting the metrics JSONs into MLflow experiment '{params.experiment}' ({output})"
+    script:
+        "../workflow/scripts/ingest_mlflow.py"

@@ -1,0 +1,11 @@
+"""Snakemake script: create the MLflow store and experiment once, before any job touches them."""
+from ipg.scripting import run_script
+
+
+def main(smk):
+    from ipg.tracking import init_to_file, tracking_uri
+
+    init_to_file(smk.output[0], tracking_uri(smk.params.root), smk.params.experiment)
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
