@@ -1,0 +1,135 @@
+"""The Attribution table every method returns (Eq. 3: S_i = mean over prompts), its files, and
+the selection of the top / bottom / largest-magnitude units (IPG_METHOD.md, Eq. 3 and
+"Importance is not direction").
+
+Parquet layout: one row per unit: unit, layer, index, score, ci_lo, ci_hi, granularity,
+method, then one column `pp:{prompt_id}` per prompt holding that prompt's score (kept for
+confidence intervals and bootstrap). ci_lo/ci_hi: normal 95% interval over prompts.
+Metrics (a JSON file) hold the run's measurements and its full config.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ipg.errors import IPGError
+
+PP = "pp:"  # prefix of per-prompt score columns
+SELECT_MODES = ("signed", "bottom", "magnitude")
+
+
+@dataclass
+class Attribution:
+    scores: pd.DataFrame  # unit, layer, index, score, ci_lo, ci_hi, granularity, method
+    per_prompt: np.ndarray  # [n_prompts, n_units] float32, IPG_i(x) of each prompt
+    prompt_ids: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def make_attribution(
+    units: Sequence[str],
+    layers: Sequence[int],
+    indices: Sequence[int],
+    per_prompt: np.ndarray,
+    prompt_ids: Sequence[str],
+    granularity: str,
+    method: str,
+    metrics: dict[str, Any] | None = None,
+) -> Attribution:
+    """Build the table from per-prompt scores [n_prompts, n_units] (score = mean over prompts)."""
+    pp = np.asarray(per_prompt, dtype=np.float64)
+    n = pp.shape[0]
+    mean = pp.mean(axis=0) if n else np.zeros(pp.shape[1])
+    se = pp.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
+    scores = pd.DataFrame({
+        "unit": list(units), "layer": np.asarray(layers, dtype=np.int64),
+        "index": np.asarray(indices, dtype=np.int64), "score": mean,
+        "ci_lo": mean - 1.96 * se, "ci_hi": mean + 1.96 * se,
+        "granularity": granularity, "method": method,
+    })
+    return Attribution(scores, pp.astype(np.float32), [str(p) for p in prompt_ids], dict(metrics or {}))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    return value
+
+
+def write_attribution(att: Attribution, parquet_path: str | os.PathLike,
+                      metrics_path: str | os.PathLike) -> None:
+    """Write the table (+ per-prompt columns) and the metrics JSON, each atomically."""
+    per_prompt = pd.DataFrame(att.per_prompt.T, columns=[PP + p for p in att.prompt_ids])
+    frame = pd.concat([att.scores.reset_index(drop=True), per_prompt], axis=1)
+    _atomic_write(Path(parquet_path), lambda tmp: frame.to_parquet(tmp, index=False))
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(_jsonable(att.metrics), fh, indent=2, sort_keys=True)
+
+    _atomic_write(Path(metrics_path), dump)
+
+
+def read_attribution(parquet_path: str | os.PathLike,
+                     metrics_path: str | os.PathLike | None = None) -> Attribution:
+    """Read what write_attribution wrote (metrics {} when no metrics path is given)."""
+    path = Path(parquet_path)
+    if not path.exists():
+        raise IPGError(f"attribution table {path} does not exist; run the attribution rule first")
+    frame = pd.read_parquet(path)
+    pp_cols = [c for c in frame.columns if c.startswith(PP)]
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else {}
+    per_prompt = (frame[pp_cols].to_numpy(dtype=np.float32).T if pp_cols
+                  else np.zeros((0, len(frame)), np.float32))  # [n_prompts, n_units]
+    return Attribution(frame.drop(columns=pp_cols), per_prompt,
+                       [c[len(PP):] for c in pp_cols], metrics)
+
+
+def select_units(
+    scores: pd.DataFrame | Attribution,
+    k: int,
+    mode: Literal["signed", "bottom", "magnitude"] = "signed",
+    per_layer: bool = False,
+) -> list[str]:
+    """The k units with the largest score (signed), smallest (bottom) or largest |score|
+    (magnitude); per_layer=True takes k from every layer. Ties keep table order."""
+    frame = scores.scores if isinstance(scores, Attribution) else scores
+    if mode not in SELECT_MODES:
+        raise IPGError(f"unknown selection mode '{mode}'; allowed: {', '.join(SELECT_MODES)}")
+    if int(k) != k or k < 0:
+        raise IPGError(f"selection size k must be an integer >= 0, got {k}")
+    key = {"signed": -frame["score"], "bottom": frame["score"], "magnitude": -frame["score"].abs()}[mode]
+    ordered = frame.assign(_key=key.to_numpy()).sort_values("_key", kind="stable")
+    if per_layer:
+        ordered = ordered.groupby("layer", sort=True, group_keys=False).head(int(k))
+        return ordered.sort_values(["layer", "_key"], kind="stable")["unit"].tolist()
+    return ordered["unit"].head(int(k)).tolist()

@@ -1,0 +1,305 @@
+"""The granularities: where a unit's activation h lives, its id, how to read, replace, scale it.
+
+Every method (IPG, every baseline) and every intervention goes through this one module.
+A granularity hooks one module per decoder layer (a forward pre-hook on its input or a
+forward hook on its output) and views the hooked tensor x as unit activations
+a[batch, pos, units, unit_dim]; a unit's score sums over its unit_dim.
+
+    name     hooked tensor x                          a                          unit id
+    neurons  input of mlp.down_proj = act(gate)*up    [b, pos, d_ff, 1]          L{l}.mlp.n{i}
+    heads    input of self_attn.o_proj                [b, pos, n_heads, head_dim] L{l}.attn.h{h}
+    layers   output of decoder block l                [b, pos, 1, d_model]       L{l}.resid
+    sae      output of decoder block sae.layer        f = encode(x) [b, pos, n, 1] sae.L{l}.f{i}
+
+`write(x, a_new, a)` puts modified activations back. For neurons/heads/layers it is a
+reshape of a_new; for SAE latents it keeps the reconstruction error,
+x' = decode(a_new) + (x - decode(a)), so x' = x when a_new = a. This is what the path of
+Eq. 2 (a' + alpha (a - a')) and the control of Eq. 4 (gamma a; for SAE latents
+x + W_dec[P]^T (gamma - 1) f_P) both use. Adding a granularity is one small class registered
+in GRANULARITIES. Importing this module does not import torch (config validation stays light).
+"""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal, Sequence
+
+from ipg.errors import IPGError
+from ipg.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported where used: validating names stays light (snakemake -n)
+    from torch import Tensor, nn
+
+EditFn = Callable[["Tensor"], "Tensor | None"]  # hooked x -> replacement (None: unchanged)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a Qwen2/Llama-style causal LM (model.model.layers)."""
+    from torch import nn
+
+    for owner in (getattr(model, "model", None), model):
+        layers = getattr(owner, "layers", None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise IPGError(
+        f"{type(model).__name__} has no model.layers: components need a transformers "
+        "Qwen2/Llama-style causal LM"
+    )
+
+
+class Granularity:
+    """One kind of unit. Subclasses set name/hook and implement module, shape, read, write."""
+
+    name: ClassVar[str]
+    hook: ClassVar[Literal["pre", "post"]]
+
+    def __init__(self, model: nn.Module, sae: Any = None) -> None:
+        self.model = model
+        self.blocks = decoder_layers(model)
+
+    # -- where ------------------------------------------------------------------------------
+    def available_layers(self) -> list[int]:
+        return list(range(len(self.blocks)))
+
+    def module(self, layer: int) -> nn.Module:
+        raise NotImplementedError
+
+    def unit_shape(self, layer: int) -> tuple[int, int]:
+        """(n_units, unit_dim) of one layer."""
+        raise NotImplementedError
+
+    def unit_id(self, layer: int, index: int) -> str:
+        raise NotImplementedError
+
+    # -- read / write -------------------------------------------------------------------------
+    def read(self, layer: int, x: Tensor) -> Tensor:
+        """Hooked tensor x [b, pos, ...] -> unit activations a [b, pos, units, unit_dim]."""
+        raise NotImplementedError
+
+    def write(self, layer: int, x: Tensor, a_new: Tensor, a: Tensor) -> Tensor:
+        """x with its activations a (= read(x)) replaced by a_new; same shape/dtype as x."""
+        return a_new.reshape(x.shape).to(x.dtype)
+
+    # -- derived --------------------------------------------------------------------------------
+    def select_layers(self, layers: Sequence[int] | None) -> list[int]:
+        """The configured subset (None: all), validated and sorted."""
+        available = self.available_layers()
+        if layers is None:
+            return available
+        chosen = sorted({int(l) for l in layers})
+        bad = [l for l in chosen if l not in available]
+        if bad or not chosen:
+            raise IPGError(
+                f"config key 'layers': {bad or 'empty list'} not available for granularity "
+                f"'{self.name}'; choose from {available}"
+            )
+        return chosen
+
+    def unit_ids(self, layers: Sequence[int]) -> list[str]:
+        return [self.unit_id(l, i) for l in layers for i in range(self.unit_shape(l)[0])]
+
+    def scale(self, layer: int, x: Tensor, index: Tensor, gamma: float) -> Tensor:
+        """Eq. 4: units `index` (long [k]) of this layer multiplied by gamma, at every position."""
+        import torch
+
+        a = self.read(layer, x)
+        factor = torch.ones(a.shape[-2], 1, dtype=a.dtype, device=a.device)  # [units, 1]
+        factor[index.to(a.device)] = gamma
+        return self.write(layer, x, a * factor, a)
+
+
+GRANULARITIES: Registry[type[Granularity]] = Registry("granularity")
+
+
+@GRANULARITIES.register("neurons")
+class Neurons(Granularity):
+    """MLP neurons: the input of mlp.down_proj (for SwiGLU act(gate) * up), [b, pos, d_ff]."""
+
+    name, hook = "neurons", "pre"
+
+    def module(self, layer: int) -> nn.Module:
+        return self.blocks[layer].mlp.down_proj
+
+    def unit_shape(self, layer: int) -> tuple[int, int]:
+        return self.module(layer).in_features, 1
+
+    def unit_id(self, layer: int, index: int) -> str:
+        return f"L{layer}.mlp.n{index}"
+
+    def read(self, layer: int, x: Tensor) -> Tensor:
+        return x.unsqueeze(-1)  # [b, pos, d_ff, 1]
+
+
+@GRANULARITIES.register("heads")
+class Heads(Granularity):
+    """Attention heads: the per-head output before self_attn.o_proj, [b, pos, n_heads, head_dim]."""
+
+    name, hook = "heads", "pre"
+
+    def module(self, layer: int) -> nn.Module:
+        return self.blocks[layer].self_attn.o_proj
+
+    def unit_shape(self, layer: int) -> tuple[int, int]:
+        n_heads = int(self.model.config.num_attention_heads)
+        return n_heads, self.module(layer).in_features // n_heads
+
+    def unit_id(self, layer: int, index: int) -> str:
+        return f"L{layer}.attn.h{index}"
+
+    def read(self, layer: int, x: Tensor) -> Tensor:
+        return x.unflatten(-1, self.unit_shape(layer))  # [b, pos, n_heads, head_dim]
+
+
+@GRANULARITIES.register("layers")
+class Layers(Granularity):
+    """Whole layers: the output hidden state of decoder block l, one unit of width d_model."""
+
+    name, hook = "layers", "post"
+
+    def module(self, layer: int) -> nn.Module:
+        return self.blocks[layer]
+
+    def unit_shape(self, layer: int) -> tuple[int, int]:
+        return 1, int(self.model.config.hidden_size)
+
+    def unit_id(self, layer: int, index: int) -> str:
+        return f"L{layer}.resid"
+
+    def read(self, layer: int, x: Tensor) -> Tensor:
+        return x.unsqueeze(-2)  # [b, pos, 1, d_model]
+
+
+@GRANULARITIES.register("sae")
+class SAELatents(Granularity):
+    """TopK-SAE latents on the output of decoder block sae.layer (one SAE per layer).
+
+    `sae` is one SAE or a sequence of SAEs on different layers, each with .layer,
+    .encode(x[..., d_in]) -> f[..., n_latents] (dense), .decode(f) -> x_hat, .W_dec [n_latents, d_in].
+    """
+
+    name, hook = "sae", "post"
+
+    def __init__(self, model: nn.Module, sae: Any = None) -> None:
+        super().__init__(model)
+        if sae is None:
+            raise IPGError("granularity 'sae' needs an SAE: pass sae=<trained SAE> (see ipg.sae)")
+        saes = list(sae) if isinstance(sae, (list, tuple)) else [sae]
+        self.saes = {int(s.layer): s for s in saes}
+        if len(self.saes) != len(saes):
+            raise IPGError("two SAEs were given for the same layer; pass one SAE per layer")
+        bad = [l for l in self.saes if not 0 <= l < len(self.blocks)]
+        if bad:
+            raise IPGError(f"SAE layer {bad} outside the model's 0..{len(self.blocks) - 1}")
+
+    def available_layers(self) -> list[int]:
+        return sorted(self.saes)
+
+    def module(self, layer: int) -> nn.Module:
+        return self.blocks[layer]
+
+    def unit_shape(self, layer: int) -> tuple[int, int]:
+        return int(self.saes[layer].W_dec.shape[0]), 1
+
+    def unit_id(self, layer: int, index: int) -> str:
+        return f"sae.L{layer}.f{index}"
+
+    def read(self, layer: int, x: Tensor) -> Tensor:
+        return self.saes[layer].encode(x).to(x.dtype).unsqueeze(-1)  # [b, pos, n_latents, 1]
+
+    def write(self, layer: int, x: Tensor, a_new: Tensor, a: Tensor) -> Tensor:
+        sae = self.saes[layer]
+        # decode(f_new) + (x - decode(f)): the reconstruction error is kept (the bias cancels)
+        delta = sae.decode(a_new.squeeze(-1)) - sae.decode(a.squeeze(-1))  # [b, pos, d_in]
+        return x + delta.to(x.dtype)
+
+
+def get_granularity(name: str, model: nn.Module, sae: Any = None) -> Granularity:
+    """The granularity `name` bound to a model (and SAEs for 'sae')."""
+    return GRANULARITIES.get(name)(model, sae)
+
+
+_UNIT_RE = [
+    (re.compile(r"^L(\d+)\.mlp\.n(\d+)$"), "neurons"),
+    (re.compile(r"^L(\d+)\.attn\.h(\d+)$"), "heads"),
+    (re.compile(r"^L(\d+)\.resid$"), "layers"),
+    (re.compile(r"^sae\.L(\d+)\.f(\d+)$"), "sae"),
+]
+
+
+def parse_unit(unit: str) -> tuple[str, int, int]:
+    """'L3.mlp.n17' -> ('neurons', 3, 17); 'L2.resid' -> ('layers', 2, 0)."""
+    for pattern, name in _UNIT_RE:
+        match = pattern.match(unit)
+        if match:
+            groups = match.groups()
+            return name, int(groups[0]), int(groups[1]) if len(groups) > 1 else 0
+    raise IPGError(
+        f"unit id '{unit}' is not one of L{{l}}.mlp.n{{i}}, L{{l}}.attn.h{{h}}, L{{l}}.resid, "
+        "sae.L{l}.f{i}"
+    )
+
+
+def _replace_output(output: Any, fn: EditFn) -> Any:
+    """Apply fn to a module output that is a tensor or a tuple whose first item is one."""
+    from torch import Tensor
+
+    if isinstance(output, Tensor):
+        new = fn(output)
+        return output if new is None else new
+    new = fn(output[0])
+    return output if new is None else (new, *output[1:])
+
+
+@contextmanager
+def edit_activations(gran: Granularity, fns: dict[int, EditFn]) -> Iterator[None]:
+    """Install `fns[layer](x) -> x' | None` on each layer's hooked tensor for the block's duration."""
+    handles = []
+    try:
+        for layer, fn in fns.items():
+            module = gran.module(layer)
+            if gran.hook == "pre":
+                def pre(mod: nn.Module, args: tuple, fn: EditFn = fn) -> tuple | None:
+                    new = fn(args[0])
+                    return None if new is None else (new, *args[1:])
+
+                handles.append(module.register_forward_pre_hook(pre))
+            else:
+                def post(mod: nn.Module, args: tuple, out: Any, fn: EditFn = fn) -> Any:
+                    return _replace_output(out, fn)
+
+                handles.append(module.register_forward_hook(post))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def scale_units(
+    model: nn.Module, units: Sequence[str], gamma: float, sae: Any = None
+) -> Iterator[None]:
+    """Eq. 4 during any forward (generation included): h_i <- gamma h_i for every unit in `units`."""
+    if not units:
+        yield
+        return
+    parsed = [parse_unit(u) for u in units]
+    names = {p[0] for p in parsed}
+    if len(names) != 1:
+        raise IPGError(f"units mix granularities {sorted(names)}; scale one granularity at a time")
+    gran = get_granularity(names.pop(), model, sae)
+    by_layer: dict[int, list[int]] = {}
+    for _, layer, index in parsed:
+        by_layer.setdefault(layer, []).append(index)
+    import torch
+
+    gran.select_layers(list(by_layer))  # validates the layers
+    for layer, ix in by_layer.items():
+        n_units = gran.unit_shape(layer)[0]
+        if max(ix) >= n_units:
+            raise IPGError(f"unit index {max(ix)} >= {n_units} units in layer {layer}")
+    fns = {
+        layer: (lambda x, l=layer, idx=torch.tensor(ix): gran.scale(l, x, idx, gamma))
+        for layer, ix in by_layer.items()
+    }
+    with edit_activations(gran, fns):
+        yield
