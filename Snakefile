@@ -13,7 +13,10 @@ for _var, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
-from ipg.config import validate_config, models_in_study, model_task_pairs, sampling_for
+from ipg.config import (
+    attribution_targets, method_params, model_task_pairs, models_in_study, sampling_for,
+    validate_config,
+)
 from ipg.errors import IPGError
 
 configfile: os.path.join(workflow.basedir, "config", "default.yaml")
@@ -29,13 +32,21 @@ RESULTS = config["results_dir"]
 MODELS = models_in_study(config)
 PAIRS = model_task_pairs(config)
 SEEDS = config["sampling"]["seeds"]
-TRACKED_METRICS = [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
+ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in attribution_targets(config)]
+# SAEs are trained on the trajectories of each model's first task.
+TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
+TRACKED_METRICS = (
+    [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
+    + [f"{a}.json" for a in ATTRIBUTIONS]
+)
 
 include: "rules/common.smk"
 include: "rules/tracking.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/trajectories.smk"
+include: "rules/sae.smk"
+include: "rules/attribution.smk"
 
 
 rule all:
@@ -44,3 +55,4 @@ rule all:
         f"{RESULTS}/metrics/trajectories.json",
         f"{RESULTS}/tracking/ingested.json",
         [f"{RESULTS}/models/{m}" for m in MODELS],
+        [f"{a}.parquet" for a in ATTRIBUTIONS],

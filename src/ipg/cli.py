@@ -4,6 +4,8 @@
     ipg prepare --task T          prepare a task's splits into a parquet file
     ipg build --model M           build a model folder (train / convert / download)
     ipg sample --model M --task T -n N   sample and score trajectories, print a summary
+    ipg steer --model M --units F --gamma 2 "prompt"   unsteered vs steered completion
+    ipg evaluate --model M --task T --attribution F    steering sweep with CIs (held-out)
 
 Errors in user input print one line (no traceback) and exit with status 2.
 """
@@ -159,6 +161,137 @@ def cmd_ui(args: argparse.Namespace) -> None:
         pass
     finally:
         server.stop()
+
+
+def _read_units(path: str, k: int | None, selection: str, per_layer: bool) -> list[str]:
+    """Unit ids from an attribution parquet (top k by `selection`) or a .txt file (one per line)."""
+    from ipg.attribution.table import read_attribution, select_units
+
+    p = Path(path)
+    if not p.is_file():
+        raise IPGError(f"units file {p} does not exist; pass an attribution .parquet or a .txt of unit ids")
+    if p.suffix == ".parquet":
+        return select_units(read_attribution(p).scores, 20 if k is None else k, selection, per_layer)
+    units = [line.split("#")[0].strip() for line in p.read_text().splitlines()]
+    units = [u for u in units if u]
+    return units if k is None else units[:k]
+
+
+def side_by_side(left: str, right: str, titles: tuple[str, str], width: int | None = None) -> str:
+    """Two texts in two wrapped columns (newlines kept)."""
+    import shutil
+    import textwrap
+
+    col = max(20, ((width or shutil.get_terminal_size((120, 20)).columns) - 3) // 2)
+
+    def wrap(text: str) -> list[str]:
+        return [w for line in text.splitlines() or [""] for w in (textwrap.wrap(line, col) or [""])]
+
+    a, b = wrap(left), wrap(right)
+    a += [""] * (len(b) - len(a))
+    b += [""] * (len(a) - len(b))
+    lines = [f"{titles[0]:<{col}} | {titles[1]}", f"{'-' * col}-+-{'-' * col}"]
+    return "\n".join(lines + [f"{x:<{col}} | {y}" for x, y in zip(a, b)])
+
+
+def _steer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model name built under results/models, or a folder")
+    p.add_argument("--units", required=True, help="attribution .parquet (top k) or .txt of unit ids")
+    p.add_argument("--k", type=int, default=None, help="units to steer (default: 20 from a table, all from .txt)")
+    p.add_argument("--selection", default="signed", choices=["signed", "bottom", "magnitude"])
+    p.add_argument("--per-layer", action="store_true", help="take k units from every layer")
+    p.add_argument("--gamma", type=float, default=2.0, help=">1 enhance, <1 suppress, 0 ablate")
+    p.add_argument("--sae", action="append", default=[], help="SAE folder (for sae.L*.f* units; repeat)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="the same seed drives both completions")
+    p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
+    p.add_argument("prompt", help="the user prompt (wrapped in the chat template for chat models)")
+
+
+@command("steer", "complete a prompt with and without scaling units by gamma (Eq. 4)", _steer_args)
+def cmd_steer(args: argparse.Namespace) -> None:
+    from ipg.intervention import check_gamma, steer
+    from ipg.models.load import load_model, render_prompt
+    from ipg.sampling import SamplingConfig, sample_trajectories
+
+    check_gamma(args.gamma)
+    cfg = SamplingConfig(args.temperature, args.max_new_tokens, 1, args.seed)
+    units = _read_units(args.units, args.k, args.selection, args.per_layer)
+    model_dir, chat = resolve_model_dir(args.model)
+    model, tokenizer = load_model(model_dir)
+    sae = None
+    if args.sae:
+        from ipg.sae import load_sae
+
+        sae = [load_sae(d) for d in args.sae]
+    prompt = render_prompt(tokenizer, args.prompt, chat)
+
+    def complete() -> str:
+        traj = sample_trajectories(model, tokenizer, [prompt], 1, cfg, progress=False)[0][0]
+        return tokenizer.decode(traj.gen_ids, skip_special_tokens=True)
+
+    plain = complete()
+    with steer(model, units, args.gamma, sae=sae):
+        steered = complete()
+    shown = ", ".join(units[:5]) + (f", ... ({len(units)} units)" if len(units) > 5 else "")
+    print(f"steering {shown} by gamma = {args.gamma:g} (seed {args.seed}, T = {args.temperature:g})")
+    print(side_by_side(plain, steered, ("unsteered", f"steered (gamma = {args.gamma:g})"), args.width))
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model name built under results/models, or a folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("--attribution", required=True, help="attribution .parquet of that model and task")
+    p.add_argument("--prepared", default=None, help="default: data/prepared/{task}.parquet")
+    p.add_argument("--ks", type=int, nargs="+", default=[10])
+    p.add_argument("--gammas", type=float, nargs="+", default=[0.0, 2.0])
+    p.add_argument("--selections", nargs="+", default=["signed", "bottom", "magnitude"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("-G", "--samples-per-prompt", type=int, default=4)
+    p.add_argument("-n", "--n-prompts", type=int, default=None, help="first n held-out prompts")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--control-temperatures", type=float, nargs="*", default=[])
+    p.add_argument("--sae", action="append", default=[], help="SAE folder (sae granularity; repeat)")
+    p.add_argument("--out", default="results/steering", help="folder for rows.parquet, summary.csv, rows.json")
+
+
+@command("evaluate", "steering accuracy / length / entropy on held-out prompts, with CIs", _evaluate_args)
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ipg.evaluation import run_steering
+
+    model_dir, chat = resolve_model_dir(args.model)
+    params = dict(ks=args.ks, gammas=args.gammas, selections=args.selections, seeds=args.seeds,
+                  samples_per_prompt=args.samples_per_prompt, n_prompts=args.n_prompts,
+                  temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                  control_temperatures=args.control_temperatures)
+    out = Path(args.out)
+    summary = run_steering(str(model_dir), args.prepared or f"data/prepared/{args.task}.parquet",
+                           args.attribution, args.task, chat, params, str(out / "rows.parquet"),
+                           str(out / "summary.csv"), sae_dirs=args.sae, progress=True)
+    cols = ["condition", "accuracy", "accuracy_lo", "accuracy_hi", "d_accuracy", "length", "entropy"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {out / 'rows.parquet'}, {out / 'summary.csv'}, {out / 'rows.json'}")
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", choices=["attribution"], help="what to benchmark")
+    p.add_argument("--model", action="append", default=[],
+                   help="random-qwen2-medium (default), a model folder or a built model name; repeat")
+    p.add_argument("--quick", action="store_true", help="CI size (< 60 s; tiny model by default)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--csv", default="reports/bench/attribution.csv")
+    p.add_argument("--png", default="reports/bench/attribution.png")
+
+
+@command("bench", "benchmark the IPG engine (ratios measured side by side)", _bench_args)
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ipg.bench.attribution import format_table, run_bench
+
+    frame = run_bench(args.model or None, args.quick, args.csv, args.png, args.threads)
+    print(format_table(frame))
+    print(f"wrote {args.csv} and {args.png}")
 
 
 def build_parser() -> argparse.ArgumentParser:

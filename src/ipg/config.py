@@ -91,6 +91,12 @@ def check_names(config: dict[str, Any]) -> None:
             if task not in TASKS:
                 raise IPGError(f"config error at study[{i}].tasks[{j}]: unknown task {task!r}; "
                                f"allowed: {', '.join(TASKS.names())}")
+    methods = config["attribution"]["methods"]
+    for i, entry in enumerate(config["study"]):
+        for j, name in enumerate(entry.get("methods") or []):
+            if name not in methods:
+                raise IPGError(f"config error at study[{i}].methods[{j}]: unknown method {name!r}; "
+                               f"allowed (attribution.methods): {', '.join(sorted(methods))}")
     for section, registry, label in (("model_params", MODELS, "model"),
                                      ("task_params", TASKS, "task")):
         params = config[section] if section == "model_params" else config["data"]["task_params"]
@@ -145,3 +151,38 @@ def config_hash(obj: Any) -> str:
     """A short stable hash of any JSON-able config fragment (recorded with outputs)."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+IPG_KINDS = ("ipg", "ig_likelihood")  # methods that take IPGConfig keys
+
+
+def methods_for(config: dict[str, Any], model: str) -> list[str]:
+    """Attribution method names run for a model (its study entry's subset, or all)."""
+    names = list(config["attribution"]["methods"])
+    for entry in config["study"]:
+        if entry["model"] == model and entry.get("methods"):
+            names = [n for n in entry["methods"]]
+    return names
+
+
+def method_params(config: dict[str, Any], model: str, granularity: str, method: str) -> dict[str, Any]:
+    """A method's parameters for one (model, granularity): its config entry, plus for the
+    IPG family the granularity's and the model's overrides, in that order."""
+    params = dict(config["attribution"]["methods"][method])
+    if params["kind"] in IPG_KINDS:
+        params.update(config["attribution"]["granularity_params"].get(granularity, {}))
+        for entry in config["study"]:
+            if entry["model"] == model:
+                params.update(entry.get("attribution", {}))
+    return params
+
+
+def attribution_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(model, task, granularity, method) tuples of the study."""
+    out = []
+    for entry in config["study"]:
+        for task in entry["tasks"]:
+            for gran in entry["granularities"]:
+                for method in methods_for(config, entry["model"]):
+                    out.append((entry["model"], task, gran, method))
+    return out

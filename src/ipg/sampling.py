@@ -2,7 +2,10 @@
 
 The policy is pi(a_t | s_t) = softmax(logits_t / T) with top_p = 1 and no top_k, so the
 log-probabilities stored with each trajectory are exactly the sampler's (the log pi(tau; h)
-of Eq. 1 in IPG_METHOD.md, evaluated at the unmodified activation h).
+of Eq. 1 in IPG_METHOD.md, evaluated at the unmodified activation h). Each trajectory also
+carries its mean next-token entropy, (1/T_gen) sum_t H(pi(. | s_t)) with
+H(pi) = -sum_a pi(a) log pi(a), from the same log-softmax: the quantity the sharpening
+control of the evaluation matches (a steered model vs the unsteered one at a lower temperature).
 
 Speed: each prompt is encoded once and its KV cache repeated for its G samples; finished
 sequences are dropped from the batch as soon as they emit an end-of-sequence token.
@@ -48,6 +51,7 @@ class Trajectory:
     gen_ids: list[int]  # generated tokens, including the end-of-sequence token if emitted
     logprob: float  # sum_t log pi(a_t | s_t) under the sampler's temperature
     truncated: bool  # True when max_new_tokens was reached without an end-of-sequence token
+    entropy: float = float("nan")  # mean over generated steps of H(pi(. | s_t)), in nats
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -77,8 +81,12 @@ def _sample_batch(
     eos_ids: list[int],
     pad_id: int,
     generator: torch.Generator,
-) -> tuple[list[list[int]], list[float], list[bool], int]:
-    """Sample n_samples continuations of each prompt; returns per-row tokens, logprob, truncated."""
+) -> tuple[list[list[int]], list[float], list[bool], int, list[float]]:
+    """Sample n_samples continuations of each prompt.
+
+    Returns per-row tokens, logprob, truncated, the number of row-steps computed, and the
+    per-row mean next-token entropy.
+    """
     device = next(model.parameters()).device
     n_prompts = len(prompt_ids)
     width = max(len(p) for p in prompt_ids)
@@ -104,17 +112,22 @@ def _sample_batch(
     n_rows = n_prompts * n_samples
     tokens: list[list[int]] = [[] for _ in range(n_rows)]
     logprobs = torch.zeros(n_rows, dtype=torch.float64)
+    entropy_sums = torch.zeros(n_rows, dtype=torch.float64)  # sum_t H(pi(. | s_t)) per row
     alive = torch.arange(n_rows, device=device)  # original row index of each live batch row
     eos = torch.tensor(eos_ids, device=device)
     steps_computed = 0
     for step in range(cfg.max_new_tokens):
         logp = torch.log_softmax(logits.float() / cfg.temperature, dim=-1)  # [live, vocab]
-        chosen = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)  # [live]
+        probs = logp.exp()  # [live, vocab]
+        chosen = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [live]
         chosen_logp = logp.gather(-1, chosen[:, None]).squeeze(-1)
+        # H = -sum pi log pi; 0 log 0 = 0 (logits of -inf give pi = 0 and logp = -inf)
+        step_entropy = -torch.where(probs > 0, probs * logp, 0.0).sum(-1)  # [live]
         steps_computed += len(alive)
         for row, tok in zip(alive.tolist(), chosen.tolist()):
             tokens[row].append(tok)
         logprobs[alive.cpu()] += chosen_logp.double().cpu()
+        entropy_sums[alive.cpu()] += step_entropy.double().cpu()
         keep = ~torch.isin(chosen, eos)
         if step == cfg.max_new_tokens - 1 or not bool(keep.any()):
             break
@@ -132,7 +145,8 @@ def _sample_batch(
         next_pos = next_pos + 1
     eos_set = set(eos_ids)
     truncated = [not (t and t[-1] in eos_set) for t in tokens]
-    return tokens, logprobs.tolist(), truncated, steps_computed
+    mean_entropy = [float(h) / max(len(t), 1) for h, t in zip(entropy_sums.tolist(), tokens)]
+    return tokens, logprobs.tolist(), truncated, steps_computed, mean_entropy
 
 
 def sample_trajectories(
@@ -170,13 +184,13 @@ def sample_trajectories(
     bar = tqdm(total=len(prompts) * n_samples, unit="traj", disable=not progress, desc="sampling")
     for batch in _batches(len(prompts), cfg.prompts_per_batch):
         batch_ids = [encoded[i] for i in batch]
-        tokens, logprobs, truncated, _ = _sample_batch(
+        tokens, logprobs, truncated, _, entropies = _sample_batch(
             model, batch_ids, n_samples, cfg, eos_ids, pad_id, generator
         )
-        for row, (toks, lp, trunc) in enumerate(zip(tokens, logprobs, truncated)):
+        for row, (toks, lp, trunc, ent) in enumerate(zip(tokens, logprobs, truncated, entropies)):
             p_index = batch[row // n_samples]
             trajectories.append(
-                Trajectory(p_index, row % n_samples, encoded[p_index], toks, lp, trunc)
+                Trajectory(p_index, row % n_samples, encoded[p_index], toks, lp, trunc, ent)
             )
             n_tokens += len(toks)
         bar.update(len(tokens))

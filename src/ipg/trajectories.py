@@ -2,8 +2,9 @@
 
 Produces the table every attribution method consumes (one row per trajectory):
 prompt_id, sample_id, prompt, answer, prompt_ids, gen_ids, text, pred, reward_accuracy,
-reward_length, logprob, truncated, temperature. `logprob` is log pi(tau; h) of Eq. 1 at the
-unmodified activations, summed over generated tokens.
+reward_length, logprob, truncated, temperature, entropy. `logprob` is log pi(tau; h) of Eq. 1
+at the unmodified activations, summed over generated tokens; `entropy` (optional when
+reading: older tables lack it) is the mean next-token entropy of the trajectory.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ TRAJECTORY_COLUMNS = [
     "prompt_id", "sample_id", "prompt", "answer", "prompt_ids", "gen_ids", "text", "pred",
     "reward_accuracy", "reward_length", "logprob", "truncated", "temperature",
 ]
+OPTIONAL_COLUMNS = ["entropy"]  # written by trajectories_for_prompts, not required when reading
 
 
 def trajectories_for_prompts(
@@ -65,8 +67,9 @@ def trajectories_for_prompts(
             "logprob": t.logprob,
             "truncated": t.truncated,
             "temperature": cfg.temperature,
+            "entropy": t.entropy,
         })
-    frame = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+    frame = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS + OPTIONAL_COLUMNS)
     return frame, summarize(frame) | stats
 
 
@@ -157,6 +160,8 @@ def run_sampling(
     from ipg.tasks.prepare import read_prepared
 
     prepared = read_prepared(prepared_path, split=split)
+    if sampling.get("n_prompts"):
+        prepared = prepared.head(int(sampling["n_prompts"]))
     model, tokenizer = load_model(model_dir)
     n_samples = int(sampling.get("samples_per_prompt", 8))
     cfg = SamplingConfig(

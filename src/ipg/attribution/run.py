@@ -1,7 +1,10 @@
-"""One call for a Snakemake script: load model (+ SAE) and trajectories, run IPG (Eqs. 1-3),
-write the attribution table and its metrics.
+"""One call for a Snakemake script: load model (+ SAE) and trajectories, run IPG (Eqs. 1-3)
+or any method of attribution/methods.py (IPG_METHOD.md, "Baselines the study compares IPG
+against"), write the attribution table and its metrics.
 
     run_ipg(model_dir, trajectories_path, "neurons", params, out_parquet, out_metrics)
+    run_method(model_dir, trajectories_path, "neurons", {"kind": "random", "seed": 1},
+               out_parquet, out_metrics, method_name="random_s1")
 """
 from __future__ import annotations
 
@@ -11,10 +14,31 @@ from typing import Any, Sequence
 import torch
 
 from ipg.attribution.ipg import IPGConfig, attribute
+from ipg.attribution.methods import check_method, run_attribution
 from ipg.attribution.table import write_attribution
 from ipg.errors import IPGError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def _load(model_dir, trajectories_path, granularity: str, sae_dirs: Sequence, device: str,
+          dtype: str) -> tuple[Any, Any, Any]:
+    """(model, trajectory table, SAEs or None), with one-line errors for bad inputs."""
+    from ipg.models.load import load_model
+    from ipg.trajectories import read_trajectories
+
+    if dtype not in _DTYPES:
+        raise IPGError(f"dtype '{dtype}' unknown; allowed: {', '.join(_DTYPES)}")
+    trajectories = read_trajectories(trajectories_path)
+    model, _ = load_model(model_dir, dtype=_DTYPES[dtype], device=device)
+    sae = None
+    if granularity == "sae":
+        from ipg.sae import load_sae
+
+        if not sae_dirs:
+            raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
+        sae = [load_sae(d, device=device) for d in sae_dirs]
+    return model, trajectories, sae
 
 
 def run_ipg(
@@ -30,26 +54,43 @@ def run_ipg(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Attribute one model on one trajectory table; `params` are IPGConfig keys. Returns metrics."""
-    from ipg.models.load import load_model
     from ipg.provenance import provenance
-    from ipg.trajectories import read_trajectories
 
-    if dtype not in _DTYPES:
-        raise IPGError(f"dtype '{dtype}' unknown; allowed: {', '.join(_DTYPES)}")
     config = IPGConfig.from_dict(dict(params))
-    trajectories = read_trajectories(trajectories_path)
-    model, _ = load_model(model_dir, dtype=_DTYPES[dtype], device=device)
-    sae = None
-    if granularity == "sae":
-        from ipg.sae import load_sae
-
-        if not sae_dirs:
-            raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
-        sae = [load_sae(d, device=device) for d in sae_dirs]
+    model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
     att = attribute(model, trajectories, granularity, config, sae=sae, progress=progress)
     att.metrics.update(provenance({
         "model_dir": str(model_dir), "trajectories": str(trajectories_path),
         "granularity": granularity, "dtype": dtype, **att.metrics["config"],
+    }))
+    write_attribution(att, parquet_path, metrics_path)
+    return att.metrics
+
+
+def run_method(
+    model_dir: str | os.PathLike,
+    trajectories_path: str | os.PathLike,
+    granularity: str,
+    method: dict[str, Any],
+    parquet_path: str | os.PathLike,
+    metrics_path: str | os.PathLike,
+    sae_dirs: Sequence[str | os.PathLike] = (),
+    device: str = "cpu",
+    dtype: str = "float32",
+    progress: bool = True,
+    method_name: str | None = None,
+) -> dict[str, Any]:
+    """Run one method entry {'kind': ipg | act | freq | gxa | ig_likelihood | contrastive |
+    random, **params} and write its table under `method_name` (default: the kind)."""
+    from ipg.provenance import provenance
+
+    check_method(method)  # bad kind or params: one line before loading anything
+    model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
+    att = run_attribution(model, trajectories, granularity, dict(method), sae, progress, method_name)
+    att.metrics.update(provenance({
+        "model_dir": str(model_dir), "trajectories": str(trajectories_path),
+        "granularity": granularity, "dtype": dtype, "method": att.metrics["method"],
+        **dict(method),
     }))
     write_attribution(att, parquet_path, metrics_path)
     return att.metrics

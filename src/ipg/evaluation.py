@@ -1,0 +1,376 @@
+"""Steering evaluation (IPG_METHOD.md, Eq. 4 "Control" and "Evaluation the paper reports").
+
+On the held-out prompts, sampled at the trajectories' temperature (never greedy):
+
+- `evaluate_steering`: accuracy, length and next-token entropy after scaling the top-k
+  (signed), bottom-k and top-|k| units of an attribution table by gamma (Eq. 4), for every
+  k and gamma and sampling seed, plus the unsteered baseline on the same prompts and seeds.
+- `temperature_control`: the unsteered model at other temperatures (the sharpening control:
+  a gain from enhancing units must beat simply sampling at the same next-token entropy);
+  `entropy_matched` reads off its accuracy at each steered condition's entropy.
+- `deletion_curve`: metric vs k with the selected units ablated (gamma = 0); k = 0 is the baseline.
+- `summarize`: per condition, means with bootstrap CIs over prompts (ipg.statistics) and the
+  paired difference to the unsteered baseline (same prompt, same seed).
+- `jaccard_table` (overlap of selected sets), `transfer` (a set selected on one model
+  steering another of the same architecture), `run_steering` (the Snakemake entry point).
+
+Rows (`ROW_COLUMNS`, one per condition x seed x prompt): condition, selection ("none" for
+the baseline, "temperature" for the control), k, gamma, mode, temperature, seed, prompt_id,
+accuracy / length / entropy / truncated (means over the G samples), n_units, n_samples,
+then the caller's label columns (method, granularity, ...). Each condition x seed is one
+batched sampler call over all prompts x G samples; identical unit sets are sampled once.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ipg.errors import IPGError
+from ipg.intervention import check_transfer, steer
+from ipg.sampling import SamplingConfig
+from ipg.statistics import bootstrap_ci, expected_random_jaccard, jaccard
+
+ROW_COLUMNS = ["condition", "selection", "k", "gamma", "mode", "temperature", "seed",
+               "prompt_id", "accuracy", "length", "entropy", "truncated", "n_units", "n_samples"]
+METRICS = ("accuracy", "length", "entropy", "truncated")
+CONDITION_KEYS = ("condition", "selection", "k", "gamma", "mode", "temperature", "n_units",
+                  "n_samples")
+BASELINE = "none"
+
+
+def _check_prompts(prompts: pd.DataFrame) -> None:
+    missing = [c for c in ("prompt_id", "prompt", "answer") if c not in prompts.columns]
+    if missing:
+        raise IPGError(f"prompts frame lacks column(s) {missing}; pass a prepared split "
+                       "(ipg.tasks.prepare.read_prepared(path, split='heldout'))")
+    if prompts.empty:
+        raise IPGError("no held-out prompts to evaluate on: the prompts frame is empty")
+    if prompts["prompt_id"].duplicated().any():
+        raise IPGError("prompts frame has a repeated prompt_id; pass each prompt once")
+
+
+def _scores(table: Any, granularity: str | None) -> pd.DataFrame:
+    frame = getattr(table, "scores", table)  # an Attribution or its scores frame
+    if not isinstance(frame, pd.DataFrame) or not {"unit", "score"} <= set(frame.columns):
+        raise IPGError("attribution scores need columns unit and score (an Attribution table)")
+    if granularity is not None and "granularity" in frame.columns:
+        frame = frame[frame["granularity"] == granularity]
+        if frame.empty:
+            raise IPGError(f"the attribution table has no units of granularity '{granularity}'")
+    return frame
+
+
+class _Runner:
+    """Samples one condition (unit set, gamma, temperature) for every seed; caches repeats."""
+
+    def __init__(self, model, tokenizer, task: str, prompts: pd.DataFrame, chat: bool,
+                 samples_per_prompt: int, sampling: SamplingConfig | None, sae: Any,
+                 mode: str, means: Any, progress: bool) -> None:
+        _check_prompts(prompts)
+        self.model, self.tokenizer, self.task, self.chat = model, tokenizer, task, chat
+        self.prompts = prompts.reset_index(drop=True)
+        self.G, self.cfg = int(samples_per_prompt), sampling or SamplingConfig()
+        self.sae, self.mode, self.means = sae, mode, means
+        self.cache: dict[tuple, pd.DataFrame] = {}
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc="steering (condition x seed)", unit="run", disable=not progress)
+
+    def metrics(self, units: Sequence[str], gamma: float, seed: int,
+                temperature: float | None = None) -> pd.DataFrame:
+        """Per-prompt means over the G samples: [prompt_id, accuracy, length, entropy, truncated]."""
+        from ipg.trajectories import trajectories_for_prompts
+
+        t = self.cfg.temperature if temperature is None else float(temperature)
+        key = (frozenset(units), float(gamma) if units else 1.0, seed, t)
+        if key not in self.cache:
+            cfg = replace(self.cfg, seed=int(seed), temperature=t)
+            with steer(self.model, list(units), gamma, sae=self.sae, mode=self.mode,
+                       means=self.means):
+                frame, _ = trajectories_for_prompts(self.model, self.tokenizer, self.prompts,
+                                                    self.task, self.chat, self.G, cfg,
+                                                    progress=False)
+            self.bar.update(1)
+            per_prompt = frame.groupby("prompt_id", sort=False).agg(
+                accuracy=("reward_accuracy", "mean"), length=("reward_length", "mean"),
+                entropy=("entropy", "mean"), truncated=("truncated", "mean"))
+            self.cache[key] = per_prompt.reindex(self.prompts["prompt_id"]).reset_index()
+        return self.cache[key]
+
+    def rows(self, condition: str, selection: str, k: int, units: Sequence[str], gamma: float,
+             seeds: Iterable[int], labels: Mapping[str, Any],
+             temperature: float | None = None) -> list[pd.DataFrame]:
+        out = []
+        for seed in seeds:
+            m = self.metrics(units, gamma, seed, temperature).copy()
+            m = m.assign(condition=condition, selection=selection, k=int(k), gamma=float(gamma),
+                         mode=self.mode, seed=int(seed), n_units=len(units), n_samples=self.G,
+                         temperature=self.cfg.temperature if temperature is None else temperature)
+            out.append(m.assign(**dict(labels)))
+        return out
+
+
+def _frame(parts: list[pd.DataFrame], labels: Mapping[str, Any]) -> pd.DataFrame:
+    if not parts:
+        raise IPGError("nothing to evaluate: no selection, k, gamma or seed (and no baseline)")
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[ROW_COLUMNS + [c for c in labels if c not in ROW_COLUMNS]]
+
+
+def evaluate_unit_sets(model, tokenizer, task: str, prompts_frame: pd.DataFrame,
+                       unit_sets: Mapping[str, Sequence[str]], gammas: Sequence[float],
+                       seeds: Sequence[int] = (0,), samples_per_prompt: int = 4,
+                       sampling: SamplingConfig | None = None, sae: Any = None,
+                       baseline_condition: bool = True, chat: bool = False, mode: str = "scale",
+                       means: Any = None, labels: Mapping[str, Any] | None = None,
+                       progress: bool = False, _runner: _Runner | None = None) -> pd.DataFrame:
+    """Rows for explicit named unit sets ({selection label: units}) at every gamma and seed."""
+    labels = dict(labels or {})
+    run = _runner or _Runner(model, tokenizer, task, prompts_frame, chat, samples_per_prompt,
+                             sampling, sae, mode, means, progress)
+    parts = run.rows("baseline", BASELINE, 0, [], 1.0, seeds, labels) if baseline_condition else []
+    for name, units in unit_sets.items():
+        for gamma in gammas:
+            cond = f"{name}/k={len(units)}/gamma={float(gamma):g}" + ("/mean" if mode == "mean" else "")
+            parts += run.rows(cond, name, len(units), list(units), gamma, seeds, labels)
+    return _frame(parts, labels)
+
+
+def evaluate_steering(model, tokenizer, task: str, prompts_frame: pd.DataFrame,
+                      attribution_scores: Any, granularity: str | None = None, *,
+                      selections: Sequence[str] = ("signed", "bottom", "magnitude"),
+                      ks: Sequence[int] = (10,), gammas: Sequence[float] = (0.0, 2.0),
+                      seeds: Sequence[int] = (0,), samples_per_prompt: int = 4,
+                      sampling: SamplingConfig | None = None, sae: Any = None,
+                      baseline_condition: bool = True, chat: bool = False, mode: str = "scale",
+                      means: Any = None, per_layer: bool = False,
+                      labels: Mapping[str, Any] | None = None, progress: bool = False,
+                      _runner: _Runner | None = None) -> pd.DataFrame:
+    """Eq. 4 on the held-out prompts for every selection x k x gamma x seed (+ the baseline)."""
+    from ipg.attribution.table import select_units
+
+    scores = _scores(attribution_scores, granularity)
+    labels = dict(labels or {})
+    run = _runner or _Runner(model, tokenizer, task, prompts_frame, chat, samples_per_prompt,
+                             sampling, sae, mode, means, progress)
+    parts = run.rows("baseline", BASELINE, 0, [], 1.0, seeds, labels) if baseline_condition else []
+    for selection in selections:
+        for k in ks:
+            units = select_units(scores, int(k), selection, per_layer=per_layer)
+            for gamma in gammas:
+                cond = f"{selection}/k={int(k)}/gamma={float(gamma):g}" + (
+                    "/mean" if mode == "mean" else "")
+                parts += run.rows(cond, selection, int(k), units, gamma, seeds, labels)
+    return _frame(parts, labels)
+
+
+def deletion_curve(model, tokenizer, task: str, prompts_frame: pd.DataFrame,
+                   attribution_scores: Any, granularity: str | None = None, *,
+                   ks: Sequence[int] = (0, 1, 5, 10), **kwargs: Any) -> pd.DataFrame:
+    """Metric vs k ablated (gamma = 0) per selection; k = 0 (no unit) is the unsteered model."""
+    kwargs.pop("gammas", None)
+    kwargs.setdefault("baseline_condition", False)
+    return evaluate_steering(model, tokenizer, task, prompts_frame, attribution_scores,
+                             granularity, ks=sorted({0, *map(int, ks)}), gammas=(0.0,), **kwargs)
+
+
+def temperature_control(model, tokenizer, task: str, prompts_frame: pd.DataFrame,
+                        temperatures: Sequence[float], seeds: Sequence[int] = (0,),
+                        samples_per_prompt: int = 4, sampling: SamplingConfig | None = None,
+                        chat: bool = False, labels: Mapping[str, Any] | None = None,
+                        progress: bool = False, _runner: _Runner | None = None) -> pd.DataFrame:
+    """The unsteered model sampled at each temperature: selection "temperature", k 0, gamma 1."""
+    labels = dict(labels or {})
+    run = _runner or _Runner(model, tokenizer, task, prompts_frame, chat, samples_per_prompt,
+                             sampling, None, "scale", None, progress)
+    parts = []
+    for t in temperatures:
+        SamplingConfig(temperature=float(t))  # one-line error for t <= 0
+        parts += run.rows(f"temperature={float(t):g}", "temperature", 0, [], 1.0, seeds, labels,
+                          temperature=float(t))
+    return _frame(parts, labels)
+
+
+def transfer(source_model, target_model, tokenizer, task: str, prompts_frame: pd.DataFrame,
+             attribution_scores: Any, granularity: str | None = None, *, sae_source: Any = None,
+             sae_target: Any = None, **kwargs: Any) -> pd.DataFrame:
+    """Units selected on `source_model` steering `target_model` (same architecture and shapes)."""
+    from ipg.attribution.table import select_units
+
+    scores = _scores(attribution_scores, granularity)
+    for selection in kwargs.get("selections", ("signed", "bottom", "magnitude")):
+        k_max = max(kwargs.get("ks", (10,)))
+        units = select_units(scores, int(k_max), selection, per_layer=kwargs.get("per_layer", False))
+        check_transfer(units, source_model, target_model, sae_source, sae_target)
+    return evaluate_steering(target_model, tokenizer, task, prompts_frame, scores, granularity,
+                             sae=sae_target, **kwargs)
+
+
+def summarize(rows: pd.DataFrame, by: Sequence[str] = (), scheme: str = "prompts",
+              confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per condition: n_prompts, n_seeds, and for each metric its mean with a bootstrap
+    CI ({m}, {m}_lo, {m}_hi) and the paired difference to the baseline (d_{m}, d_{m}_lo,
+    d_{m}_hi; steered - unsteered on the same prompt and seed). Baseline rows are those with
+    selection "none"; `by` names label columns (e.g. model, task) the pairing must also match."""
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        raise IPGError(f"steering rows lack column(s) {missing}; pass what evaluate_steering returns")
+    by = list(by)
+    pair = by + ["prompt_id", "seed"]
+    base = rows[rows["selection"] == BASELINE].groupby(pair)[list(METRICS)].mean()
+    keys = [c for c in rows.columns if c not in ("seed", "prompt_id", *METRICS)]
+    out = []
+    for key, group in rows.groupby(keys, sort=False, dropna=False):
+        rec = dict(zip(keys, key))
+        wide = {m: group.pivot_table(index="prompt_id", columns="seed", values=m, aggfunc="mean")
+                for m in METRICS}
+        rec.update(n_prompts=wide["accuracy"].shape[0], n_seeds=wide["accuracy"].shape[1])
+        for m in METRICS:
+            y = wide[m].to_numpy(dtype=np.float64)  # [n_prompts, n_seeds]
+            ci = bootstrap_ci(y, scheme, confidence, n_resamples, seed) if np.isfinite(y).all() \
+                else (float(np.nanmean(y)), float("nan"), float("nan"))
+            rec.update({m: ci[0], f"{m}_lo": ci[1], f"{m}_hi": ci[2]})
+            paired = group.set_index(pair)[m]
+            b = base[m].reindex(paired.index)
+            if len(base) and b.notna().all() and np.isfinite(y).all():
+                d_wide = (paired - b).reset_index().pivot_table(
+                    index="prompt_id", columns="seed", values=m, aggfunc="mean")
+                d = bootstrap_ci(d_wide.to_numpy(), scheme, confidence, n_resamples, seed)
+            else:
+                d = (float("nan"),) * 3
+            rec.update({f"d_{m}": d[0], f"d_{m}_lo": d[1], f"d_{m}_hi": d[2]})
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def entropy_matched(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Add the temperature control's `metric` and temperature interpolated at each condition's
+    mean entropy (matched_{metric}, matched_temperature; NaN outside the controls' range)."""
+    ctrl = summary[summary["selection"] == "temperature"].sort_values("entropy")
+    out = summary.copy()
+    if len(ctrl) < 2:
+        out[f"matched_{metric}"] = out["matched_temperature"] = np.nan
+        return out
+    h = ctrl["entropy"].to_numpy()
+    inside = (out["entropy"] >= h.min()) & (out["entropy"] <= h.max())
+    for col, src in ((f"matched_{metric}", metric), ("matched_temperature", "temperature")):
+        vals = np.interp(out["entropy"], h, ctrl[src].to_numpy(dtype=np.float64))
+        out[col] = np.where(inside, vals, np.nan)
+    return out
+
+
+def selected_sets(tables: Mapping[str, Any], k: int, mode: str = "signed",
+                  per_layer: bool = False) -> dict[str, list[str]]:
+    """{name: attribution table} -> {name: the k units it selects}."""
+    from ipg.attribution.table import select_units
+
+    return {name: select_units(_scores(t, None), k, mode, per_layer) for name, t in tables.items()}
+
+
+def jaccard_table(sets: Mapping[str, Iterable[str]], n_units: int | None = None) -> pd.DataFrame:
+    """Every unordered pair of named sets: a, b, n_a, n_b, n_common, jaccard, and (given the
+    number of candidate units) `chance`, the expected Jaccard of two random sets of those sizes."""
+    named = {k: set(v) for k, v in sets.items()}
+    names, rows = list(named), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            row = dict(a=a, b=b, n_a=len(named[a]), n_b=len(named[b]),
+                       n_common=len(named[a] & named[b]), jaccard=jaccard(named[a], named[b]))
+            if n_units is not None:
+                row["chance"] = expected_random_jaccard(n_units, len(named[a]), len(named[b]))
+            rows.append(row)
+    cols = ["a", "b", "n_a", "n_b", "n_common", "jaccard"] + (["chance"] if n_units else [])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+STEERING_DEFAULTS: dict[str, Any] = dict(
+    ks=[10], gammas=[0.0, 2.0], selections=["signed", "bottom", "magnitude"], seeds=[0],
+    samples_per_prompt=4, n_prompts=None, temperature=1.0, max_new_tokens=96,
+    prompts_per_batch=8, control_temperatures=[], mode="scale", per_layer=False,
+)
+
+
+def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task: str,
+                 chat: bool, params: Mapping[str, Any], out_parquet: str, out_summary_csv: str,
+                 sae_dirs: Sequence[str] = (), metrics_path: str | None = None,
+                 progress: bool = False) -> pd.DataFrame:
+    """Load the model once, steer it on the held-out split with the attribution table's units,
+    and write the rows (parquet), the summary (csv) and the config + provenance (JSON; default
+    `{out_parquet without .parquet}.json`), each atomically. Returns the summary."""
+    from ipg.attribution.table import read_attribution
+    from ipg.models.load import load_model
+    from ipg.provenance import provenance
+    from ipg.tasks.prepare import read_prepared
+    from ipg.trajectories import write_json_atomic, write_table_atomic
+
+    unknown = sorted(set(params) - set(STEERING_DEFAULTS))
+    if unknown:
+        raise IPGError(f"unknown steering param(s) {unknown}; allowed: {sorted(STEERING_DEFAULTS)}")
+    p = {**STEERING_DEFAULTS, **params}
+    if p["mode"] != "scale":
+        raise IPGError("run_steering supports mode 'scale' (mean ablation needs dataset means; "
+                       "use evaluate_steering(..., mode='mean', means=...))")
+    prompts = read_prepared(prepared_path, split="heldout")
+    if p["n_prompts"]:
+        prompts = prompts.head(int(p["n_prompts"]))
+    scores = read_attribution(attribution_path).scores
+    granularity = str(scores["granularity"].iloc[0]) if len(scores) else "neurons"
+    method = str(scores["method"].iloc[0]) if len(scores) else "unknown"
+    model, tokenizer = load_model(model_dir)
+    sae = None
+    if granularity == "sae":
+        from ipg.sae import load_sae
+
+        if not sae_dirs:
+            raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
+        sae = [load_sae(d) for d in sae_dirs]
+    cfg = SamplingConfig(temperature=float(p["temperature"]),
+                         max_new_tokens=int(p["max_new_tokens"]),
+                         prompts_per_batch=int(p["prompts_per_batch"]))
+    labels = dict(model=Path(model_dir).name, task=task, method=method, granularity=granularity)
+    start = time.perf_counter()
+    run = _Runner(model, tokenizer, task, prompts, chat, int(p["samples_per_prompt"]), cfg, sae,
+                  "scale", None, progress)
+    common = dict(seeds=[int(s) for s in p["seeds"]], labels=labels, _runner=run)
+    rows = evaluate_steering(model, tokenizer, task, prompts, scores, granularity,
+                             selections=p["selections"], ks=[int(k) for k in p["ks"]],
+                             gammas=[float(g) for g in p["gammas"]], per_layer=p["per_layer"],
+                             **common)
+    if p["control_temperatures"]:
+        rows = pd.concat([rows, temperature_control(model, tokenizer, task, prompts,
+                                                    p["control_temperatures"], **common)],
+                         ignore_index=True)
+    run.bar.close()
+    summary = entropy_matched(summarize(rows))
+    seconds = time.perf_counter() - start
+    write_table_atomic(rows, out_parquet)
+    _write_csv_atomic(summary, out_summary_csv)
+    base = summary[summary["selection"] == BASELINE]
+    metrics = {"n_rows": len(rows), "n_conditions": len(summary), "seconds": seconds,
+               "sampler_calls": len(run.cache), "n_prompts": len(prompts),
+               "baseline_accuracy": float(base["accuracy"].iloc[0]) if len(base) else None,
+               **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
+                             "attribution": str(attribution_path), "task": task, "chat": chat,
+                             "sae_dirs": [str(d) for d in sae_dirs], **labels, **p})}
+    target = metrics_path or str(Path(out_parquet).with_suffix(".json"))
+    write_json_atomic(metrics, target)
+    return summary

@@ -1,0 +1,138 @@
+"""The method registry (ipg.attribution.methods) and run_method: every kind on the same units
+as IPG, IG-likelihood's completeness against log-likelihoods computed here, file round trip."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ipg.attribution.methods import METHODS, check_method, run_attribution
+from ipg.attribution.run import run_method
+from ipg.attribution.table import read_attribution
+from ipg.errors import IPGError
+from tiny_models import ToySAE, sample_table
+
+KINDS = ["ipg", "ig_likelihood", "act", "freq", "gxa", "contrastive", "random"]
+SAES = [ToySAE(32, 48, 8, layer=l, seed=l) for l in (0, 1)]
+FAST_IG = {"m": 4, "chunk": 4, "max_residual": None}
+
+
+def run(model, table, gran, kind, name=None, **params):
+    if kind in ("ipg", "ig_likelihood"):
+        params = {**FAST_IG, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_attribution(model, table, gran, {"kind": kind, **params}, SAES, False, name)
+
+
+@pytest.fixture(scope="module")
+def table(qwen):
+    return sample_table(qwen, n_prompts=3, G=3, seed=5)
+
+
+def test_registry_lists_every_kind_without_heavy_imports() -> None:
+    assert sorted(KINDS) == METHODS.names()
+    code = ("import sys, ipg.attribution.methods as m; m.check_method({'kind': 'freq'}); "
+            "print([x for x in ('torch', 'pandas') if x in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # config checks (snakemake -n) stay light
+
+
+@pytest.mark.parametrize("gran", ["neurons", "heads", "layers", "sae"])
+def test_every_method_uses_ipgs_units_and_prompts(gran, qwen, table) -> None:
+    ref = run(qwen, table, gran, "ipg")
+    for kind in KINDS:
+        att = run(qwen, table, gran, kind, name=f"{kind}_x")
+        assert list(att.scores["unit"]) == list(ref.scores["unit"]), kind
+        assert list(att.scores["layer"]) == list(ref.scores["layer"]), kind
+        assert list(att.scores["index"]) == list(ref.scores["index"]), kind
+        assert att.prompt_ids == ref.prompt_ids == ["p0", "p1", "p2"], kind
+        assert att.per_prompt.shape == (3, len(ref.scores)), kind
+        assert (att.scores["method"] == f"{kind}_x").all() and att.metrics["method"] == f"{kind}_x"
+        assert att.metrics["kind"] == kind and att.metrics["n_trajectories"] == 9
+        assert att.metrics["wall_seconds"] >= 0 and "params" in att.metrics
+        assert np.allclose(att.scores["score"], att.per_prompt.astype(np.float64).mean(0), atol=1e-6)
+
+
+def _loglik(model, table, zero_layers=()):
+    """mean_j log pi(tau_j) per prompt, MLP neurons of `zero_layers` set to 0 (hooks here)."""
+    handles = [model.model.layers[l].mlp.down_proj.register_forward_pre_hook(
+        lambda m, args: (torch.zeros_like(args[0]),)) for l in zero_layers]
+    out: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for _, r in table.iterrows():
+            ids, p = list(r.prompt_ids) + list(r.gen_ids), len(r.prompt_ids)
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+            out.setdefault(r.prompt_id, []).append(
+                sum(float(logp[p - 1 + t, tok]) for t, tok in enumerate(r.gen_ids)))
+    for h in handles:
+        h.remove()
+    return np.array([np.mean(v) for v in out.values()])
+
+
+@pytest.mark.parametrize("arch", ["qwen", "llama"])
+def test_ig_likelihood_is_complete_for_the_plain_loglik(arch, request) -> None:
+    """sum_i S_i(x) = L(h) - L(h'), L = mean_j log pi(tau_j), h' = 0 on every MLP neuron;
+    the outcome rewards play no part (A_j = 1)."""
+    model = request.getfixturevalue(arch)
+    table = sample_table(model, n_prompts=2, G=3, seed=6)
+    att = run(model, table, "neurons", "ig_likelihood", m=32, chunk=32)
+    want = _loglik(model, table) - _loglik(model, table, zero_layers=(0, 1))
+    assert np.allclose(att.per_prompt.astype(np.float64).sum(1), want, rtol=1e-4)
+    other = run(model, table.assign(reward_accuracy=1 - table["reward_accuracy"]), "neurons",
+                "ig_likelihood", m=32, chunk=32)
+    assert np.array_equal(other.per_prompt, att.per_prompt)
+    # one layer on the path: sum over its units = L(h) - L(h' on that layer only)
+    one = run(model, table, "neurons", "ig_likelihood", m=32, chunk=32, layers=[1])
+    assert np.allclose(one.per_prompt.astype(np.float64).sum(1),
+                       _loglik(model, table) - _loglik(model, table, zero_layers=(1,)), rtol=1e-4)
+
+
+def test_unknown_kind_and_bad_params_are_one_line_errors(qwen, table) -> None:
+    allowed = "allowed: act, contrastive, freq, gxa, ig_likelihood, ipg, random"
+    for bad in ({"kind": "saliency"}, {"kind": "Act"}):
+        with pytest.raises(IPGError, match=f"unknown attribution method '{bad['kind']}'; {allowed}$"):
+            check_method(bad)
+    with pytest.raises(IPGError, match="unknown attribution method 'saliency'") as err:
+        run_attribution(qwen, table, "neurons", {"kind": "saliency"})
+    assert "\n" not in str(err.value)
+    with pytest.raises(IPGError, match="needs a 'kind'"):
+        check_method({"seed": 1})
+    with pytest.raises(IPGError, match="ig_likelihood key 'reward' is not settable"):
+        check_method({"kind": "ig_likelihood", "reward": "length"})
+    with pytest.raises(IPGError, match="unknown IPG config key 'n_steps'"):
+        check_method({"kind": "ipg", "n_steps": 3})
+    with pytest.raises(IPGError, match="unknown random key 'threshold'"):
+        check_method({"kind": "random", "threshold": 1.0})
+    assert check_method({"kind": "freq", "threshold": 0.5}) == ("freq", {"threshold": 0.5})
+
+
+def test_run_method_round_trips(tiny_qwen2_dir, tmp_path) -> None:
+    from ipg.models.load import load_model
+
+    model, _ = load_model(tiny_qwen2_dir)
+    traj = sample_table(model, n_prompts=2, G=3, max_new=4, seed=2)
+    traj = traj.assign(reward_accuracy=[1.0, 0.0, 0.0] * 2, prompt="q", answer="a", text="t", pred="a")
+    path = tmp_path / "traj.parquet"
+    traj.to_parquet(path)
+    out = tmp_path / "out"
+    for kind, params, name in [("random", {"seed": 1}, "random_s1"), ("gxa", {"layers": [1]}, None),
+                               ("ig_likelihood", {"m": 8, "chunk": 8, "max_residual": None}, None)]:
+        metrics = run_method(tiny_qwen2_dir, path, "heads", {"kind": kind, **params},
+                             out / f"{name or kind}.parquet", out / f"{name or kind}.json",
+                             progress=False, method_name=name)
+        att = read_attribution(out / f"{name or kind}.parquet", out / f"{name or kind}.json")
+        assert (att.scores["method"] == (name or kind)).all() and len(att.prompt_ids) == 2
+        assert att.metrics["method"] == metrics["method"] == (name or kind)
+        saved = json.loads((out / f"{name or kind}.json").read_text())
+        assert saved["params"]["kind"] == kind and "versions" in saved and saved["wall_seconds"] >= 0
+        again = run_method(tiny_qwen2_dir, path, "heads", {"kind": kind, **params},
+                           out / "again.parquet", out / "again.json", progress=False)
+        assert np.allclose(read_attribution(out / "again.parquet").per_prompt, att.per_prompt)
+    with pytest.raises(IPGError, match="unknown attribution method 'foo'"):
+        run_method(tiny_qwen2_dir, path, "heads", {"kind": "foo"}, out / "x.parquet", out / "x.json")

@@ -1,0 +1,24 @@
+"""Snakemake script: steer a model with an attribution table's units on the held-out split.
+
+input: model, data (prepared parquet), attribution (parquet), sae (the SAE root, for the sae
+granularity); params: chat, steering (ks, gammas, selections, seeds, samples_per_prompt,
+n_prompts, temperature, max_new_tokens, prompts_per_batch, control_temperatures);
+output: table (rows parquet), summary (csv), metrics (config + provenance JSON).
+"""
+from ipg.scripting import run_script
+
+
+def main(smk):
+    from ipg.evaluation import run_steering
+    from ipg.sae.run import sae_dirs
+
+    dirs = sae_dirs(smk.input.sae) if smk.wildcards.granularity == "sae" else ()
+    run_steering(
+        model_dir=smk.input.model, prepared_path=smk.input.data,
+        attribution_path=smk.input.attribution, task=smk.wildcards.task, chat=smk.params.chat,
+        params=dict(smk.params.steering), out_parquet=smk.output.table,
+        out_summary_csv=smk.output.summary, metrics_path=smk.output.metrics, sae_dirs=dirs,
+    )
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
