@@ -15,7 +15,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from ipg.config import (
     attribution_targets, method_params, model_task_pairs, models_in_study, sampling_for,
-    validate_config,
+    steering_params, steering_targets, transfer_targets, validate_config,
 )
 from ipg.errors import IPGError
 
@@ -33,12 +33,24 @@ MODELS = models_in_study(config)
 PAIRS = model_task_pairs(config)
 SEEDS = config["sampling"]["seeds"]
 ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in attribution_targets(config)]
+STEERING = [f"{RESULTS}/intervention/{m}/{t}/{g}/{meth}" for m, t, g, meth in steering_targets(config)]
+TRANSFER = [f"{RESULTS}/transfer/{s}__to__{d}/{t}/{g}/{meth}" for s, d, t, g, meth in transfer_targets(config)]
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
 TRACKED_METRICS = (
     [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
-    + [f"{a}.json" for a in ATTRIBUTIONS]
+    + [f"{a}.json" for a in ATTRIBUTIONS + STEERING + TRANSFER]
 )
+
+wildcard_constraints:
+    model=r"[^/]+",
+    source=r"[^/]+?",
+    target=r"[^/]+",
+    task=r"[^/]+",
+    granularity=r"neurons|heads|layers|sae",
+    method=r"[^/]+",
+    seed=r"\d+",
+
 
 include: "rules/common.smk"
 include: "rules/tracking.smk"
@@ -47,6 +59,7 @@ include: "rules/models.smk"
 include: "rules/trajectories.smk"
 include: "rules/sae.smk"
 include: "rules/attribution.smk"
+include: "rules/intervention.smk"
 
 
 rule all:
@@ -56,3 +69,4 @@ rule all:
         f"{RESULTS}/tracking/ingested.json",
         [f"{RESULTS}/models/{m}" for m in MODELS],
         [f"{a}.parquet" for a in ATTRIBUTIONS],
+        [f"{a}.csv" for a in STEERING + TRANSFER],

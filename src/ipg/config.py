@@ -97,6 +97,11 @@ def check_names(config: dict[str, Any]) -> None:
             if name not in methods:
                 raise IPGError(f"config error at study[{i}].methods[{j}]: unknown method {name!r}; "
                                f"allowed (attribution.methods): {', '.join(sorted(methods))}")
+    for i, pair in enumerate(config["transfer"]):
+        for side in ("source", "target"):
+            if pair[side] not in models_in_study(config):
+                raise IPGError(f"config error at transfer[{i}].{side}: model {pair[side]!r} is not in "
+                               f"the study; allowed: {', '.join(models_in_study(config))}")
     for section, registry, label in (("model_params", MODELS, "model"),
                                      ("task_params", TASKS, "task")):
         params = config[section] if section == "model_params" else config["data"]["task_params"]
@@ -185,4 +190,41 @@ def attribution_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str
             for gran in entry["granularities"]:
                 for method in methods_for(config, entry["model"]):
                     out.append((entry["model"], task, gran, method))
+    return out
+
+
+def steered_methods(config: dict[str, Any], model: str) -> list[str]:
+    wanted = config["steering"]["methods"]
+    return [m for m in methods_for(config, model) if wanted is None or m in wanted]
+
+
+def steering_params(config: dict[str, Any], model: str, method: str) -> dict[str, Any]:
+    """The steering params of one evaluation: global keys, the model's overrides, and the
+    model's trajectory temperature / max_new_tokens (evaluation samples like the trajectories)."""
+    params = {k: v for k, v in config["steering"].items() if k not in ("methods", "control_method")}
+    for entry in config["study"]:
+        if entry["model"] == model:
+            params.update(entry.get("steering", {}))
+    sampling = sampling_for(config, model)
+    params["temperature"] = sampling["temperature"]
+    params["max_new_tokens"] = sampling["max_new_tokens"]
+    if method != config["steering"]["control_method"]:
+        params["control_temperatures"] = []
+    return params
+
+
+def steering_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [(m, t, g, meth) for m, t, g, meth in attribution_targets(config)
+            if meth in steered_methods(config, m)]
+
+
+def transfer_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(source, target, task, granularity, method) for every configured transfer pair."""
+    out = []
+    steer = steering_targets(config)
+    for pair in config["transfer"]:
+        target_keys = {(t, g, meth) for m, t, g, meth in steer if m == pair["target"]}
+        for m, t, g, meth in steer:
+            if m == pair["source"] and g != "sae" and (t, g, meth) in target_keys:
+                out.append((pair["source"], pair["target"], t, g, meth))
     return out

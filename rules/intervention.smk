@@ -1,0 +1,62 @@
+"""Stage 5: steer each model with each method's selected units on the held-out split
+(gamma grid x k grid x selections, with the unsteered baseline and the temperature control),
+and transfer units selected on one model to another of the same architecture."""
+
+
+def steering_inputs(w, source=None):
+    model = w.model if source is None else w.target
+    inputs = {
+        "model": f"{RESULTS}/models/{model}",
+        "data": f"data/prepared/{w.task}.parquet",
+        "attribution": f"{RESULTS}/attribution/{source or w.model}/{w.task}/{w.granularity}/{w.method}.parquet",
+    }
+    if w.granularity == "sae":
+        inputs["sae"] = f"{RESULTS}/sae/{model}"
+    return inputs
+
+
+rule evaluate_steering:
+    input:
+        unpack(steering_inputs),
+    output:
+        table=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.parquet",
+        summary=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.csv",
+        metrics=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.json",
+    log:
+        "logs/evaluate_steering/{model}/{task}/{granularity}/{method}.log",
+    benchmark:
+        "benchmarks/evaluate_steering/{model}/{task}/{granularity}/{method}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        steering=lambda w: canonical(steering_params(config, w.model, w.method)),
+        chat=model_chat,
+    threads: workflow.cores
+    message:
+        "Steering {wildcards.model} on {wildcards.task}: {wildcards.granularity} selected by {wildcards.method}"
+    script:
+        "../workflow/scripts/evaluate_steering.py"
+
+
+rule evaluate_transfer:
+    input:
+        unpack(lambda w: steering_inputs(w, source=w.source)),
+    output:
+        table=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.parquet",
+        summary=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.csv",
+        metrics=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.json",
+    log:
+        "logs/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.log",
+    benchmark:
+        "benchmarks/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        steering=lambda w: canonical({**steering_params(config, w.target, w.method),
+                                      "control_temperatures": []}),
+        chat=lambda w: get_model_spec(w.target).chat,
+    threads: workflow.cores
+    message:
+        "Transfer: {wildcards.source}'s {wildcards.granularity} units ({wildcards.method}) steering {wildcards.target} on {wildcards.task}"
+    script:
+        "../workflow/scripts/evaluate_steering.py"
