@@ -35,6 +35,13 @@ SEEDS = config["sampling"]["seeds"]
 ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in attribution_targets(config)]
 STEERING = [f"{RESULTS}/intervention/{m}/{t}/{g}/{meth}" for m, t, g, meth in steering_targets(config)]
 TRANSFER = [f"{RESULTS}/transfer/{s}__to__{d}/{t}/{g}/{meth}" for s, d, t, g, meth in transfer_targets(config)]
+SAE_MODELS = sorted({e["model"] for e in config["study"] if "sae" in e["granularities"]})
+REPORT_INPUTS = (
+    [f"{RESULTS}/metrics/trajectories.json"]
+    + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
+    + [f"{s}.csv" for s in STEERING + TRANSFER]
+    + [f"{RESULTS}/sae/{m}" for m in SAE_MODELS]
+)
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
 TRACKED_METRICS = (
@@ -60,10 +67,12 @@ include: "rules/trajectories.smk"
 include: "rules/sae.smk"
 include: "rules/attribution.smk"
 include: "rules/intervention.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
+        "reports/report.md",
         [f"{RESULTS}/trajectories/{m}/{t}/{s}.parquet" for m, t in PAIRS for s in SEEDS],
         f"{RESULTS}/metrics/trajectories.json",
         f"{RESULTS}/tracking/ingested.json",

@@ -1,0 +1,185 @@
+"""Find the study's results on disk and load them into tidy frames (one row per thing measured).
+
+Layout read (DESIGN.md, "Data flow and artifacts"); every piece is optional, a missing
+piece gives an empty frame with the documented columns:
+
+- results/metrics/trajectories.json            -> `trajectories` (model, task, seed, metrics...)
+- results/attribution/{m}/{t}/{g}/{method}.json -> `attributions` (kind, reward, completeness...)
+- results/intervention/{m}/{t}/{g}/{method}.csv -> `steering` (one row per condition)
+- results/transfer/{s}__to__{d}/{t}/{g}/{method}.csv -> `transfer` (+ source, target)
+- results/sae/{m}/metrics.json                  -> `sae` (model, layer, fvu, dead_fraction, ...)
+- {reports}/bench/attribution.csv               -> `bench`
+- {benchmarks}/{rule}/**.tsv                    -> `walltimes` (rule, job, s, max_rss)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward",
+                       "completeness_residual", "phi_delta", "n_prompts_nonzero_advantage",
+                       "wall_seconds", "n_units", "path"]
+STEERING_KEYS = ["model", "task", "granularity", "method"]
+RANDOM_LABEL = "random"  # methods whose name starts with this are draws of the random control
+
+
+@dataclass
+class Study:
+    """Everything the report shows, as tidy frames (empty where the study has no such result)."""
+    trajectories: pd.DataFrame
+    attributions: pd.DataFrame
+    steering: pd.DataFrame
+    transfer: pd.DataFrame
+    sae: pd.DataFrame
+    bench: pd.DataFrame
+    walltimes: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def load_trajectories(results: Path) -> pd.DataFrame:
+    path = results / "metrics" / "trajectories.json"
+    if not path.exists():
+        return pd.DataFrame(columns=["model", "task", "seed"])
+    rows = []
+    for key, metrics in _read_json(path).items():
+        model, task, seed = key.split("/")
+        rows.append({"model": model, "task": task, "seed": int(seed), **metrics})
+    return pd.DataFrame(rows)
+
+
+def method_kind(name: str, metrics: dict[str, Any]) -> str:
+    """The attribution kind (ipg, act, random, ...): recorded in the JSON, else from the name."""
+    kind = metrics.get("kind") or (metrics.get("params") or {}).get("kind")
+    if kind:
+        return str(kind)
+    for guess in ("random", "ipg", "act"):
+        if name.startswith(guess):
+            return guess
+    return name
+
+
+def method_reward(metrics: dict[str, Any]) -> str:
+    for src in (metrics.get("config") or {}, metrics.get("params") or {}):
+        if src.get("reward"):
+            return str(src["reward"])
+    return "accuracy"
+
+
+def load_attributions(results: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((results / "attribution").glob("*/*/*/*.json")):
+        model, task, gran = path.parts[-4:-1]
+        metrics = _read_json(path)
+        method = path.stem
+        rows.append({
+            "model": model, "task": task, "granularity": gran, "method": method,
+            "kind": method_kind(method, metrics), "reward": method_reward(metrics),
+            "completeness_residual": metrics.get("completeness_residual"),
+            "phi_delta": metrics.get("phi_delta"),
+            "n_prompts_nonzero_advantage": metrics.get("n_prompts_nonzero_advantage"),
+            "wall_seconds": metrics.get("wall_seconds"), "n_units": metrics.get("n_units"),
+            "path": str(path.with_suffix(".parquet")),
+        })
+    return pd.DataFrame(rows, columns=ATTRIBUTION_COLUMNS)
+
+
+def _with_kinds(frame: pd.DataFrame, attributions: pd.DataFrame) -> pd.DataFrame:
+    """Add kind and reward (from the attribution JSONs; guessed from the name if absent)."""
+    if frame.empty:
+        return frame.assign(kind=pd.Series(dtype=str), reward=pd.Series(dtype=str))
+    keys = ["model", "task", "granularity", "method"]
+    kinds = attributions[keys + ["kind", "reward"]].drop_duplicates(keys)
+    out = frame.drop(columns=[c for c in ("kind", "reward") if c in frame.columns])
+    out = out.merge(kinds, on=keys, how="left")
+    guess = out["method"].map(lambda m: method_kind(m, {}))
+    out["kind"] = out["kind"].fillna(guess)
+    out["reward"] = out["reward"].fillna(
+        out["method"].map(lambda m: "length" if "length" in m else "accuracy"))
+    return out
+
+
+def load_steering(results: Path, attributions: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for path in sorted((results / "intervention").glob("*/*/*/*.csv")):
+        frame = pd.read_csv(path)
+        for key, value in zip(STEERING_KEYS, [*path.parts[-4:-1], path.stem]):
+            frame[key] = value
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=STEERING_KEYS + ["condition", "selection", "k", "gamma", "accuracy"])
+    return _with_kinds(frame, attributions)
+
+
+def load_transfer(results: Path, attributions: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for path in sorted((results / "transfer").glob("*__to__*/*/*/*.csv")):
+        pair, task, gran = path.parts[-4:-1]
+        source, target = pair.split("__to__")
+        frame = pd.read_csv(path)
+        frame = frame.assign(source=source, target=target, model=source, task=task,
+                             granularity=gran, method=path.stem)
+        parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=["source", "target"] + STEERING_KEYS)
+    frame = _with_kinds(pd.concat(parts, ignore_index=True), attributions)
+    return frame.assign(model=frame["target"])  # the model steered is the target
+
+
+def load_sae(results: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((results / "sae").glob("*/metrics.json")):
+        for key, value in _read_json(path).items():
+            if key.startswith("L") and isinstance(value, dict):
+                rows.append({"model": path.parent.name, "layer": value.get("layer", key[1:]),
+                             **{k: v for k, v in value.items() if k != "layer"}})
+    return pd.DataFrame(rows, columns=None if rows else ["model", "layer", "fvu", "dead_fraction"])
+
+
+def load_bench(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=["bench", "model", "value", "unit", "target", "meets_target"])
+    return pd.read_csv(path)
+
+
+def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",)) -> pd.DataFrame:
+    """Snakemake benchmark files: one row per job (rule = first folder or the file's stem)."""
+    rows = []
+    for path in sorted(benchmarks.rglob("*.tsv")) if benchmarks.exists() else []:
+        rel = path.relative_to(benchmarks)
+        rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if rule in skip:
+            continue
+        try:
+            frame = pd.read_csv(path, sep="\t")
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        if "s" not in frame.columns or frame.empty:
+            continue
+        rows.append({"rule": rule, "job": str(rel.with_suffix("")),
+                     "s": float(frame["s"].mean()),
+                     "max_rss_mb": float(frame["max_rss"].mean()) if "max_rss" in frame else None})
+    return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss_mb"])
+
+
+def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
+            benchmarks_dir: str | Path = "benchmarks", bench_csv: str | Path | None = None) -> Study:
+    """Load every result under results_dir (and the bench CSV, benchmark TSVs) into a Study."""
+    results = Path(results_dir)
+    attributions = load_attributions(results)
+    return Study(
+        trajectories=load_trajectories(results),
+        attributions=attributions,
+        steering=load_steering(results, attributions),
+        transfer=load_transfer(results, attributions),
+        sae=load_sae(results),
+        bench=load_bench(Path(bench_csv) if bench_csv else Path(reports_dir) / "bench" / "attribution.csv"),
+        walltimes=load_walltimes(Path(benchmarks_dir)),
+    )

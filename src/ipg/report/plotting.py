@@ -1,0 +1,125 @@
+"""Shared plotting helpers: the figure style, facet grids, CI bands, pooled random draws, saving.
+
+matplotlib runs headless (Agg); every figure is a PNG at DPI, sized for a page width.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from ipg.report.findings import is_random  # noqa: E402
+
+DPI = 150
+PANEL_W, PANEL_H = 3.6, 2.8  # inches per facet: legible at page width up to 4 columns
+SELECTION_STYLE = {"signed": "-", "bottom": "--", "magnitude": ":"}
+STEERED = ("signed", "bottom", "magnitude")
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.15)
+
+
+def facet_label(frame: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
+    return frame[list(cols)].astype(str).agg(" · ".join, axis=1)
+
+
+def grid(rows: list[str], cols: list[str], sharey: bool | str = True, panel=(PANEL_W, PANEL_H)):
+    """A rows x cols grid of axes, returned as {(row, col): ax} with the row/col names as titles."""
+    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharey=sharey,
+                             figsize=(panel[0] * len(cols) + 1.8, panel[1] * len(rows) + 0.9))
+    out = {}
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_title(f"{r}\n{c}" if r else c, fontsize=10)
+            out[(r, c)] = ax
+    return fig, out
+
+
+def band(ax, x, y, lo, hi, label, color, linestyle="-", marker="o", shade=True) -> None:
+    """A line with markers and a shaded CI band."""
+    order = np.argsort(np.asarray(x, dtype=float))
+    x, y, lo, hi = (np.asarray(v, dtype=float)[order] for v in (x, y, lo, hi))
+    ax.plot(x, y, linestyle=linestyle, marker=marker, color=color, label=label, lw=1.6, ms=4)
+    if shade and np.isfinite(lo).any():
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+
+
+def pool_random(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Replace the random draws (method random*) by one method 'random (n draws)': the mean of
+    each metric, its CI the envelope of the draws' CIs (min of lo, max of hi)."""
+    if frame.empty:
+        return frame
+    mask = frame.apply(lambda r: is_random(r["method"], str(r.get("kind", ""))), axis=1)
+    rand = frame[mask]
+    if rand.empty:
+        return frame
+    keys = [c for c in ("model", "task", "granularity", "source", "target", "selection", "k",
+                        "gamma", "temperature", "condition") if c in frame.columns]
+    agg = {}
+    for m in metrics:
+        agg[m] = (m, "mean")
+        if f"{m}_lo" in frame.columns:
+            agg[f"{m}_lo"] = (f"{m}_lo", "min")
+            agg[f"{m}_hi"] = (f"{m}_hi", "max")
+    pooled = rand.groupby(keys, dropna=False).agg(**agg).reset_index()
+    n = rand["method"].nunique()
+    pooled["method"] = f"random ({n} draw{'s' if n > 1 else ''})"
+    pooled["kind"] = "random"
+    return pd.concat([frame[~mask], pooled], ignore_index=True)
+
+
+def palette(methods: Sequence[str]) -> dict[str, tuple]:
+    """Fixed colours: IPG variants blue-ish first, Act orange, random grey."""
+    methods = sorted(set(methods), key=lambda m: (m.startswith("random"), not m.startswith("ipg"), m))
+    colors = sns.color_palette("tab10", max(3, len(methods)))
+    out, i = {}, 0
+    for m in methods:
+        if m.startswith("random"):
+            out[m] = (0.45, 0.45, 0.45)
+        else:
+            out[m] = colors[i % len(colors)]
+            i += 1
+    return out
+
+
+def legend_below(fig, axes, ncol: int = 4) -> None:
+    """One legend for the figure (deduplicated), under the panels."""
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if handles:
+        fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=ncol,
+                   frameon=False, bbox_to_anchor=(0.5, 0.0), fontsize=9)
+
+
+def method_style_legend(fig, colors: dict, styles: dict) -> None:
+    """Two compact legend rows under the panels: colour = method, line style = selection."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2.5, label=m) for m, c in colors.items()]
+    handles += [Line2D([], [], color="k", ls=ls, lw=1.6, label=f"{sel}-k") for sel, ls in styles.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False,
+               bbox_to_anchor=(0.5, 0.0), fontsize=9)
+
+
+def save(fig, path: Path, title: str, legend_rows: int = 1) -> Path:
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    height = fig.get_size_inches()[1]
+    legend = (0.3 + 0.22 * legend_rows) / height if legend_rows else 0.0  # inches -> fraction
+    fig.tight_layout(rect=(0, legend, 1, 1 - 0.45 / height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,157 @@
+"""`make_report`: the study's report — reports/report.md, reports/figures/*.png, reports/tables/*.csv.
+
+report.md opens with a headline (how often IPG's selection beat Act's and random sets'),
+then the findings table (ipg.report.findings), every figure with a caption saying what to look
+for (a figure whose inputs are absent is skipped with a note), the tables, and the config hash.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ipg.report import figures_steering as fs
+from ipg.report import figures_units as fu
+from ipg.report.collect import Study, collect
+from ipg.report.findings import build_findings, headline, reference_k
+
+# name -> (title, caption): the same text as workflow/report/figures.rst (tests check the names)
+CAPTIONS = {
+    "steering_gamma": ("Accuracy vs gamma", "Accuracy after multiplying the selected units by gamma (gamma > 1 enhances, < 1 suppresses, 0 ablates; the dotted line at gamma = 1 is the unsteered baseline), per method; solid = top-k by signed score, dashed = bottom-k, dotted = top-k by magnitude; bands (on the signed lines) are 95% bootstrap CIs over prompts and seeds. Look for IPG's signed line falling below Act's and the random sets' at gamma 0 and rising above them at large gamma, and for the bottom-k line moving the other way (importance is not direction)."),
+    "deletion_curves": ("Deletion curves", "Accuracy as the k highest-scoring units (signed) are ablated (gamma = 0); k = 0 is the unsteered model. Random sets are one grey dashed line (mean over draws) whose band is the envelope of the draws' 95% CIs. A good attribution drops accuracy faster than Act and much faster than random sets of the same size."),
+    "unit_layers": ("Where the top units live", "Fraction of each method's top-k units (signed selection, k = the first steering k) in each layer, averaged over tasks. Look for whether IPG and Act concentrate in the same layers, and whether random sets spread evenly (as they should)."),
+    "jaccard_tasks": ("Overlap across tasks", "Jaccard overlap of the top-k sets selected on different tasks by the same method (mean over task pairs); in brackets the expected Jaccard of two random sets of the same size. Values well above chance mean the method picks task-general units."),
+    "jaccard_methods": ("Overlap between methods", "Jaccard overlap between the top-k sets of different methods (and estimator variants) on the same model, task and granularity; chance in each panel's title. High IPG-Act overlap means IPG adds little beyond activation magnitude; overlap with random draws should sit near chance."),
+    "transfer": ("Cross-model transfer", "Paired accuracy change (vs the unsteered target) when units selected on the source model steer the target model, next to the target's own selection at the same k and gamma; error bars are 95% CIs. Transfer works where the purple bar matches the green one in sign and size."),
+    "length_steering": ("Length steering", "Reasoning length (top) and accuracy (bottom) after scaling the units selected with the length reward by gamma; gamma = 1 is the unsteered model; 95% CI bands. The prediction: enhancing (gamma > 1) lengthens, suppressing shortens; watch the accuracy cost."),
+    "completeness": ("Completeness residuals", "Relative completeness residual, abs(sum_i IPG_i - (Phi(h) - Phi(h'))) / abs(Phi(h) - Phi(h')), of every IPG run, on a log scale, by granularity; the red line is 1%. Large residuals mean too few path points; points at the floor are exactly zero (e.g. no prompt had a nonzero advantage, so there was nothing to attribute)."),
+    "bench_targets": ("Engine benchmark vs targets", "Each engine benchmark's value divided by its target threshold (log scale; 1 = on target). For '>=' targets bars right of 1 meet them, for '<=' targets bars left of 1 do; the colour says which way it went."),
+    "sharpening_control": ("Sharpening control", "Accuracy vs mean next-token entropy. The black curve is the unsteered model sampled at the control temperatures (T labels, including the sampling temperature); triangles are steered conditions (up = enhanced, down = suppressed). An enhancement gain is more than sharpening only if its triangle sits above the black curve at the same entropy."),
+}
+
+
+def md_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-markdown table (no extra dependency)."""
+    if frame.empty:
+        return "_(no rows)_"
+
+    def cell(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.{digits}g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def tables(study: Study) -> dict[str, pd.DataFrame]:
+    """The report's tables by name (written as reports/tables/{name}.csv)."""
+    traj = study.trajectories
+    cols = [c for c in ("model", "task", "seed", "n_trajectories", "accuracy", "mean_length",
+                        "std_length", "truncated_fraction", "frac_prompts_nonzero_adv_accuracy",
+                        "tokens_per_second") if c in traj.columns]
+    att = study.attributions.drop(columns=["path"])
+    sae_cols = [c for c in ("model", "layer", "n_latents", "k", "fvu", "dead_fraction", "n_tokens",
+                            "train_seconds") if c in study.sae.columns]
+    wt = study.walltimes
+    walltimes = (wt.groupby("rule").agg(jobs=("s", "size"), total_s=("s", "sum"), median_s=("s", "median"),
+                                        max_s=("s", "max"), max_rss_mb=("max_rss_mb", "max"))
+                 .reset_index().sort_values("total_s", ascending=False) if not wt.empty else wt)
+    return {"trajectories": traj[cols].sort_values(cols[:3]) if len(traj) else traj,
+            "attribution": att.sort_values(["model", "task", "granularity", "method"]),
+            "sae": study.sae[sae_cols] if len(study.sae) else study.sae,
+            "walltimes": walltimes}
+
+
+def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, Path | str]:
+    """Every figure: name -> its path, or the reason it was skipped."""
+    from ipg.report.plotting import setup
+
+    setup()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    k = reference_k(study.steering, config) if len(study.steering) else None
+    k = k or int((((config or {}).get("steering") or {}).get("ks") or [8])[0])
+    sets = fu.top_sets(study.attributions, k)
+    steer = study.steering
+    jobs = {
+        "steering_gamma": lambda p: fs.steering_gamma(steer, p, config),
+        "deletion_curves": lambda p: fs.deletion_curves(steer, p, config),
+        "unit_layers": lambda p: fu.unit_layers(sets, p, k),
+        "jaccard_tasks": lambda p: fu.jaccard_tasks(sets, p, k),
+        "jaccard_methods": lambda p: fu.jaccard_methods(sets, p, k),
+        "transfer": lambda p: fs.transfer_bars(study.transfer, steer, p, config),
+        "length_steering": lambda p: fs.length_steering(steer, p, config),
+        "completeness": lambda p: fu.completeness(study.attributions, p),
+        "bench_targets": lambda p: fu.bench_targets(study.bench, p),
+        "sharpening_control": lambda p: fs.sharpening_control(steer, p, config),
+    }
+    with warnings.catch_warnings():  # constant data (e.g. a CI-sized run) warns about flat axes
+        warnings.filterwarnings("ignore", message=".*identical low and high.*lims")
+        return {name: job(fig_dir / f"{name}.png") for name, job in jobs.items()}
+
+
+def _findings_view(findings: pd.DataFrame) -> pd.DataFrame:
+    def ci(v, lo, hi):
+        return "" if pd.isna(v) else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" if not pd.isna(lo) else f"{v:+.3f}"
+    view = findings[["model", "task", "granularity", "ipg_method", "question", "versus", "k", "gamma"]].copy()
+    view["IPG (95% CI)"] = [ci(*r) for r in findings[["ipg", "ipg_lo", "ipg_hi"]].itertuples(index=False)]
+    view["other (95% CI)"] = [ci(*r) for r in findings[["other", "other_lo", "other_hi"]].itertuples(index=False)]
+    view["verdict"] = findings["verdict"]
+    return view
+
+
+def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: dict,
+                    config: dict | None, reports_dir: Path) -> str:
+    from ipg.config import config_hash
+
+    lines = ["# Integrated Policy Gradient: study report", "",
+             f"_Generated {_dt.date.today().isoformat()}; config hash "
+             f"`{config_hash(config) if config else 'n/a (no config given)'}`._", "",
+             "## Headline", "", headline(findings), "",
+             "## Findings", "",
+             "Each row compares IPG's top-k (signed, accuracy reward) with a control on the paired "
+             "difference to the unsteered model (d_accuracy; d_length for the length rows). Verdicts "
+             "come from 95% CI overlap: overlapping intervals are reported as *not distinguishable*. "
+             "Every comparison is listed; `no data` means the control or condition was not run. "
+             "CSV: `tables/findings.csv`.", "", md_table(_findings_view(findings)), "", "## Figures", ""]
+    for name, result in figures.items():
+        title, caption = CAPTIONS[name]
+        lines.append(f"### {title}")
+        if isinstance(result, Path):
+            lines += ["", f"![{title}]({result.relative_to(reports_dir).as_posix()})", "", caption, ""]
+        else:
+            lines += ["", f"_Skipped: {result}._", ""]
+    names = {"trajectories": "Trajectories (unsteered sampling)", "attribution": "Attribution runs",
+             "sae": "SAE quality (held-out FVU, dead latents)", "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
+    lines += ["## Tables", ""]
+    for name, frame in tabs.items():
+        lines += [f"### {names[name]}", "", md_table(frame) if len(frame) else "_No data._", "",
+                  f"CSV: `tables/{name}.csv`.", ""]
+    if config:
+        import yaml
+
+        lines += ["## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir: str | Path = "benchmarks",
+                config: dict | None = None, bench_csv: str | Path | None = None) -> Path:
+    """Collect the results, write figures, tables and report.md under reports_dir; return report.md."""
+    reports = Path(reports_dir)
+    study = collect(results_dir, reports, benchmarks_dir, bench_csv)
+    config = dict(config) if config else None
+    findings = build_findings(study.steering, config)
+    (reports / "tables").mkdir(parents=True, exist_ok=True)
+    findings.to_csv(reports / "tables" / "findings.csv", index=False)
+    tabs = tables(study)
+    for name, frame in tabs.items():
+        frame.to_csv(reports / "tables" / f"{name}.csv", index=False)
+    figures = make_figures(study, reports / "figures", config)
+    out = reports / "report.md"
+    out.write_text(render_markdown(study, findings, figures, tabs, config, reports))
+    return out

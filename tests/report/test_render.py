@@ -1,0 +1,55 @@
+"""make_report end to end on SYNTHETIC studies (tests/report/conftest.py): files, figures, skips."""
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ipg.report import make_report
+from ipg.report.collect import collect
+from ipg.report.render import CAPTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_collect_reads_every_piece(synthetic_study):
+    study = collect(synthetic_study / "results", synthetic_study / "reports", synthetic_study / "benchmarks")
+    assert len(study.trajectories) == 4 and set(study.sae["model"]) == {"synthA", "synthB"}
+    assert set(study.attributions["kind"]) == {"ipg", "act", "random"}
+    assert set(study.steering["selection"]) == {"none", "signed", "bottom", "magnitude", "temperature"}
+    assert (study.steering.loc[study.steering["method"] == "ipg_length", "reward"] == "length").all()
+    assert set(study.transfer["source"]) == {"synthA"} and set(study.transfer["model"]) == {"synthB"}
+    assert set(study.walltimes["rule"]) == {"attribute", "train_sae"} and len(study.bench) == 3
+
+
+def test_make_report_on_a_rich_synthetic_study(synthetic_study):
+    reports = synthetic_study / "reports"
+    config = {"seed": 0, "steering": {"ks": [8, 2]}}
+    md = make_report(synthetic_study / "results", reports, synthetic_study / "benchmarks", config).read_text()
+    assert {p.stem for p in (reports / "figures").glob("*.png")} == set(CAPTIONS)
+    findings = pd.read_csv(reports / "tables" / "findings.csv")
+    assert set(findings["verdict"]) >= {"IPG better", "signed better", "as predicted",
+                                        "beats temperature control"}
+    for name in ("trajectories", "sae", "walltimes", "attribution"):
+        assert (reports / "tables" / f"{name}.csv").exists()
+    assert "Skipped" not in md and re.search(r"config hash `[0-9a-f]{12}`", md)
+    assert md.count("![") == len(CAPTIONS) and "## Findings" in md
+
+
+def test_make_report_skips_absent_pieces_with_a_note(minimal_study):
+    reports = minimal_study / "reports"
+    md = make_report(minimal_study / "results", reports, minimal_study / "benchmarks").read_text()
+    assert "_Skipped: no cross-model transfer" in md and "_Skipped: no engine benchmark" in md
+    assert "no claim" in md  # only the length method was steered: no IPG-vs-control verdict
+    assert (reports / "tables" / "findings.csv").exists() and (reports / "figures").is_dir()
+
+
+def test_empty_results_still_render(tmp_path):
+    md = make_report(tmp_path / "results", tmp_path / "reports", tmp_path / "benchmarks").read_text()
+    assert md.count("_Skipped:") == len(CAPTIONS)
+
+
+def test_captions_match_the_snakemake_report_captions():
+    rst = (ROOT / "workflow" / "report" / "figures.rst").read_text()
+    assert set(re.findall(r'snakemake\.wildcards\.name == "(\w+)"', rst)) == set(CAPTIONS)
+    for title, caption in CAPTIONS.values():
+        assert caption in rst and "|" not in caption  # |x| is an RST substitution

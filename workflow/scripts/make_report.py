@@ -1,0 +1,18 @@
+"""Snakemake script: render the study's report (reports/report.md, figures/, tables/).
+
+input: every result file the report reads (REPORT_INPUTS); params: results_dir, reports_dir,
+benchmarks_dir, config (the validated config, recorded in report.md with its hash);
+output: md (report.md), findings (tables/findings.csv), figures (directory).
+"""
+from ipg.scripting import run_script
+
+
+def main(smk):
+    from ipg.report import make_report
+
+    path = make_report(smk.params.results_dir, smk.params.reports_dir, smk.params.benchmarks_dir,
+                       config=dict(smk.params.config))
+    print(f"wrote {path}")
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
