@@ -68,6 +68,7 @@ include: "rules/sae.smk"
 include: "rules/attribution.smk"
 include: "rules/intervention.smk"
 include: "rules/report.smk"
+include: "rules/bench.smk"
 
 
 rule all:
@@ -79,3 +80,4 @@ rule all:
         [f"{RESULTS}/models/{m}" for m in MODELS],
         [f"{a}.parquet" for a in ATTRIBUTIONS],
         [f"{a}.csv" for a in STEERING + TRANSFER],
+        ["reports/bench/attribution.csv"] if config["bench"]["in_study"] else [],

@@ -5,7 +5,7 @@ model name (organism, smollm2-135m) is read from its built folder under results/
 """
 from ipg.models import MODELS as _REGISTERED
 
-BENCH = {"models": ["random-qwen2-medium"], "quick": False, **config.get("bench", {})}
+BENCH = config["bench"]
 
 
 def bench_model_dirs(wildcards):

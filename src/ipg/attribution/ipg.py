@@ -67,7 +67,7 @@ class IPGConfig:
     multilayer: str = "joint"  # joint (clamp to recorded h) | separate | onthefly
     layers: list[int] | None = None  # subset of layers (None: all the granularity has)
     temperature: float | None = None  # the sampler's T; None: the table's 'temperature' column
-    chunk: int = 1  # path points per batch (1 = loop; larger pays on GPUs)
+    chunk: int = 8  # path points per batch: 8 was 2.6x faster than 1 on this 2-core CPU (ipg bench)
     pos_chunk: int = 256  # positions per LM-head chunk (bounds the float32 logits)
     seed: int = 0  # noise baseline and on-policy resampling
     max_residual: float | None = 0.05  # fail if the off-policy completeness residual exceeds it
