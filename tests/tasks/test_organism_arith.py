@@ -37,3 +37,12 @@ def test_extract_and_grade(task) -> None:
     assert task.extract_answer("7+3=10; 10+9=19;") is None
     assert task.grade("19", "19") and task.grade("019", "19")
     assert not task.grade("18", "19") and not task.grade(None, "19")
+
+
+def test_prepares_through_the_shared_gold_check():
+    """prepare_task reads each gold answer back through the task's own answer format."""
+    from ipg.tasks.prepare import prepare_task
+
+    frame = prepare_task("organism_arith", 4, 4, seed=0)
+    assert set(frame["split"]) == {"attribution", "heldout"}
+    assert len(frame) == 8

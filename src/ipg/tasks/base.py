@@ -27,6 +27,9 @@ class Task:
     # wrap it in their chat template.
     raw_prompt: bool = False
     description: str = ""
+    # how a completion states its final answer; prepare_task checks that the extractor reads
+    # the gold back from it ("{answer}" is replaced by the gold answer)
+    answer_template: str = "The final answer is \\boxed{{answer}}"
     default_params: dict[str, Any] = field(default_factory=dict)
 
     def render(self, row: Row) -> str:

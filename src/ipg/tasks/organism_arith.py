@@ -43,6 +43,7 @@ TASKS.add("organism_arith", Task(
     grade=grade,
     answer_kind="exact",
     raw_prompt=True,
+    answer_template="ans {answer}",
     description="sums of 3-5 one-digit terms in the organism's native chain-of-thought format",
     default_params={k: getattr(TraceConfig(), k) for k in _DIFFICULTY},
 ))

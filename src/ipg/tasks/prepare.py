@@ -52,7 +52,7 @@ def _load_unique(task: Task, n: int, seed: int, params: dict[str, Any]) -> list[
 def _check_gold(task: Task, row: dict[str, Any], i: int) -> None:
     """The gold answer must grade as correct against itself and when boxed in a completion."""
     gold = str(row["answer"])
-    boxed = task.extract_answer(f"The final answer is \\boxed{{{gold}}}")
+    boxed = task.extract_answer(task.answer_template.replace("{answer}", gold))
     if not (task.grade(gold, gold) and task.grade(boxed, gold)):
         raise IPGError(f"task '{task.name}': row {i} gold answer {gold!r} cannot be graded by the "
                        f"task's grader; fix the answer or the task's grader")
