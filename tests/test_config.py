@@ -71,3 +71,14 @@ def test_sampling_overrides_and_required_models():
     assert sampling_for(config, "tiny-qwen2")["max_new_tokens"] == 7
     assert sampling_for(config, "tiny-qwen2")["temperature"] == 1.0
     assert models_in_study(config) == ["tiny-qwen2"]
+
+
+def test_command_line_strings_become_numbers():
+    """Snakemake's --config passes nested values as strings; the schema's types decide."""
+    config = validate_config({**MINIMAL, "steering": {"gammas": ["0", "3.5"], "per_layer": "true"},
+                              "seed": "3"})
+    assert config["steering"]["gammas"] == [0, 3.5]
+    assert config["steering"]["per_layer"] is True
+    assert config["seed"] == 3
+    with pytest.raises(IPGError, match="seed"):
+        validate_config({**MINIMAL, "seed": "three"})

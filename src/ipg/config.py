@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,33 @@ def _fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
     return node
 
 
+_SCALARS = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce(node: Any, schema: dict[str, Any]) -> Any:
+    """Turn strings into the numbers / booleans the schema expects. Snakemake's `--config
+    a='{b: [0, 3]}'` hands nested values over as strings ('0'), which would otherwise fail."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(node, str) and any(t in _SCALARS for t in types) and "string" not in types:
+        try:
+            value = yaml.safe_load(node)
+        except yaml.YAMLError:
+            return node
+        if any(isinstance(value, _SCALARS[t]) and not (t != "boolean" and isinstance(value, bool))
+               for t in types if t in _SCALARS):
+            return value
+        return node
+    if isinstance(node, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {}))
+                for k, v in node.items()}
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(item, schema["items"]) for item in node]
+    return node
+
+
 def _where(path: Any) -> str:
     out = ""
     for part in path:
@@ -69,13 +97,35 @@ def _one_line(err: jsonschema.ValidationError) -> str:
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a config dict in place-safe fashion and return it with defaults filled."""
     schema = schema or load_schema()
-    config = _fill_defaults(copy.deepcopy(dict(config)), schema)
+    config = _fill_defaults(_coerce(copy.deepcopy(dict(config)), schema), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise IPGError(_one_line(errors[0]))
+    check_results_dir(config["results_dir"])
     check_names(config)
     return config
+
+
+ALLOWED_DIRS_ENV = "IPG_ALLOWED_DIRS"
+
+
+def check_results_dir(results_dir: str) -> None:
+    """results_dir must stay inside the project: a relative path that no '..' lifts out of it,
+    unless it is (inside) a folder listed in $IPG_ALLOWED_DIRS (os.pathsep-separated)."""
+    path = Path(results_dir)
+    parts = Path(os.path.normpath(results_dir)).parts
+    if not path.is_absolute() and ".." not in parts and results_dir.strip():
+        return
+    target = Path(os.path.abspath(results_dir))
+    for entry in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep):
+        if entry.strip():
+            allowed = Path(os.path.abspath(entry.strip()))
+            if target == allowed or allowed in target.parents:
+                return
+    raise IPGError(f"config error at results_dir: {results_dir!r} is outside the project "
+                   f"(absolute, empty or escaping with '..'); use a relative path such as "
+                   f"'results', or list the folder in ${ALLOWED_DIRS_ENV}")
 
 
 def check_names(config: dict[str, Any]) -> None:
