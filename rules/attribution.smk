@@ -25,7 +25,7 @@ rule attribute:
         "../envs/torch-cpu.yaml"
     params:
         method=lambda w: canonical(method_params(config, w.model, w.granularity, w.method)),
-    threads: workflow.cores
+    threads: model_threads
     message:
         "Attributing {wildcards.model} on {wildcards.task}: {wildcards.granularity} by {wildcards.method}"
     script:

@@ -32,3 +32,12 @@ def model_chat(wildcards):
 
 def model_sampling(wildcards):
     return canonical(sampling_for(config, wildcards.model))
+
+
+def model_threads(wildcards):
+    """The study entry's threads for this model's jobs, else all cores."""
+    model = getattr(wildcards, "model", None) or getattr(wildcards, "target", None)
+    for entry in config["study"]:
+        if entry["model"] == model and entry.get("threads"):
+            return min(entry["threads"], workflow.cores)
+    return workflow.cores

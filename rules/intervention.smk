@@ -31,7 +31,7 @@ rule evaluate_steering:
     params:
         steering=lambda w: canonical(steering_params(config, w.model, w.method)),
         chat=model_chat,
-    threads: workflow.cores
+    threads: model_threads
     message:
         "Steering {wildcards.model} on {wildcards.task}: {wildcards.granularity} selected by {wildcards.method}"
     script:
@@ -55,7 +55,7 @@ rule evaluate_transfer:
         steering=lambda w: canonical({**steering_params(config, w.target, w.method),
                                       "control_temperatures": []}),
         chat=lambda w: get_model_spec(w.target).chat,
-    threads: workflow.cores
+    threads: model_threads
     message:
         "Transfer: {wildcards.source}'s {wildcards.granularity} units ({wildcards.method}) steering {wildcards.target} on {wildcards.task}"
     script:

@@ -16,7 +16,7 @@ rule train_sae:
     params:
         sae=lambda w: canonical(config["sae"]),
         seed=config["seed"],
-    threads: workflow.cores
+    threads: model_threads
     message:
         "Training TopK SAEs on {wildcards.model}'s residual stream"
     script:

@@ -18,7 +18,7 @@ rule sample_trajectories:
         sampling=model_sampling,
         chat=model_chat,
         split="attribution",
-    threads: workflow.cores
+    threads: model_threads
     message:
         "Sampling trajectories: {wildcards.model} on {wildcards.task}, seed {wildcards.seed}"
     script:
