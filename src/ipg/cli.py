@@ -276,26 +276,63 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", choices=["attribution"], help="what to benchmark")
+    p.add_argument("suite", choices=["sampling", "steering", "workflow", "attribution"],
+                   help="what to benchmark")
     p.add_argument("--model", action="append", default=[],
-                   help="random-qwen2-medium (default), a model folder or a built model name; repeat")
+                   help="a random model name (random-qwen2-medium: attribution's default; "
+                        "random-qwen2-tiny), a model folder or a built model name; repeat "
+                        "(sampling/steering default: random-qwen2-tiny and organism if built)")
     p.add_argument("--quick", action="store_true", help="CI size (< 60 s; tiny model by default)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--csv", default="reports/bench/attribution.csv")
-    p.add_argument("--png", default="reports/bench/attribution.png")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's for attribution, 1 for sampling/steering)")
+    p.add_argument("--csv", default=None, help="default: reports/bench/{suite}.csv")
+    p.add_argument("--png", default=None,
+                   help="default: reports/bench/{suite}.png (attribution and sampling)")
+    p.add_argument("--directory", default=None,
+                   help="workflow: a finished study folder (default: build a test study in a "
+                        "temporary folder; with --quick: dry-run a fresh folder)")
+    p.add_argument("--configfile", default=None,
+                   help="workflow: the study's config file (default: config/test.yaml when the "
+                        "bench builds the study)")
+    p.add_argument("--cores", type=int, default=2, help="workflow: cores to build the study")
 
 
-@command("bench", "benchmark the IPG engine (ratios measured side by side)", _bench_args)
+@command("bench", "benchmark the study's engines (ratios measured side by side)", _bench_args)
 def cmd_bench(args: argparse.Namespace) -> None:
-    from ipg.bench.attribution import format_table, run_bench
+    csv = args.csv or f"reports/bench/{args.suite}.csv"
+    png = args.png or f"reports/bench/{args.suite}.png"
+    if args.suite == "attribution":
+        from ipg.bench.attribution import format_table, run_bench
 
-    frame = run_bench(args.model or None, args.quick, args.csv, args.png, args.threads)
+        frame = run_bench(args.model or None, args.quick, csv, png, args.threads)
+    elif args.suite == "sampling":
+        from ipg.bench.sampling import format_table, run_bench
+
+        frame = run_bench(args.model or None, args.quick, csv, png, args.threads)
+    elif args.suite == "steering":
+        from ipg.bench.steering import format_table, run_bench
+
+        frame = run_bench(args.model or None, args.quick, csv, args.threads)
+        png = None
+    else:
+        from ipg.bench.workflow import format_table, run_bench
+
+        frame = run_bench(args.directory, args.configfile, args.quick, csv, args.cores)
+        png = None
     print(format_table(frame))
-    print(f"wrote {args.csv} and {args.png}")
+    print(f"wrote {csv}" + (f" and {png}" if png else ""))
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="ipg", description="Integrated Policy Gradient: attribute and steer reasoning models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_args, func) in COMMANDS.items():

@@ -446,9 +446,17 @@ class UIServer:
             while time.monotonic() < deadline:
                 self.process.poll()  # reap the leader
                 if not self.alive():
+                    self._reap()
                     return
                 time.sleep(0.1)
-        self.process.poll()
+        self._reap()
+
+    def _reap(self) -> None:
+        """Wait for the group leader so its exit status is collected (no zombie left)."""
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     def __enter__(self) -> "UIServer":
         return self

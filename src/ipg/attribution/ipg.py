@@ -242,6 +242,7 @@ def attribute(
                         reward_path[k] += r_mean / (len(work) * len(passes))
                         bar.update(1)
                 per_prompt[i] = hooks.scores().cpu().numpy()
+                _check_finite(prompt_ids[i], granularity, units, per_prompt[i])
                 continue
             prefix["now"] = encode_prompt(model, batch) if shared else None
             lp_h, phi_h[i], delta[i] = _offpolicy_prompt(
@@ -252,9 +253,25 @@ def attribute(
                 lp_diff.extend((lp_h.cpu().double() - torch.tensor(
                     groups[i]["logprob"].to_numpy(dtype="float64"))).abs().tolist())
             per_prompt[i] = hooks.scores().cpu().numpy()
+            _check_finite(prompt_ids[i], granularity, units, per_prompt[i], phi_h[i], delta[i])
     bar.close()
     return _finish(gran.name, units, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
                    n_tokens, reward_path, alphas, layers, temperature, cfg, start)
+
+
+def _check_finite(prompt_id: str, granularity: str, units: list[str], scores: np.ndarray,
+                  phi: float = 0.0, delta: float = 0.0) -> None:
+    """One-line IPGError if Phi or any unit's score of a prompt is NaN or infinite."""
+    fix = ("the model's activations or gradients overflow or are NaN: check its weights, load "
+           "it in float32, and check the trajectory's tokens")
+    if not (np.isfinite(phi) and np.isfinite(delta)):
+        raise IPGError(f"IPG ({granularity}): non-finite surrogate Phi = {phi} for prompt_id "
+                       f"'{prompt_id}'; {fix}")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise IPGError(f"IPG ({granularity}): non-finite score {scores[bad[0]]} for unit "
+                       f"'{units[bad[0]]}' ({bad.size} unit(s) in all) of prompt_id "
+                       f"'{prompt_id}'; {fix}")
 
 
 def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
@@ -277,7 +294,7 @@ def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHook
             c = len(ks)
             a_rows = torch.tensor(alphas[ks], device=adv.device).repeat_interleave(g)  # [c*G]
             w = torch.tensor(weights[ks], device=adv.device, dtype=lp_h.dtype)  # [c]
-            with hooks.interpolate(a_rows, m_pos.repeat(c, 1), mode, grad=True, layers=pass_layers):
+            with hooks.interpolate(a_rows, m_pos, mode, grad=True, layers=pass_layers):
                 lp = forward(batch.repeat(c)).view(c, g)  # [c, G]
                 if importance:  # self-normalised pi(tau; h_a) / pi(tau; h) replaces 1/G
                     coefs = adv.to(lp.dtype) * torch.softmax(lp.detach() - lp_h, dim=1)
@@ -317,7 +334,8 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
     if n_nonzero == 0:
         warnings.warn(
             f"all {n_prompts} prompts have zero advantages (equal rewards within every prompt): "
-            "every IPG score is 0", stacklevel=3)
+            "every IPG score is 0 (metrics empty_result: true); sample more trajectories per "
+            "prompt or attribute a reward that varies", stacklevel=3)
     sums = per_prompt.sum(axis=1)  # [n_prompts]
     total, target = float(sums.mean()), float(delta.mean())
     offpolicy_like = cfg.path != "onpolicy"
@@ -337,6 +355,7 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
         "generated_tokens_mean": float(np.mean(n_tokens)) if n_tokens else None,
         "reward_along_path": ({"alpha": alphas.tolist(), "mean_reward": reward_path.tolist()}
                               if cfg.path == "onpolicy" else None),
+        "empty_result": n_nonzero == 0,  # every prompt had zero advantage: all scores are 0
         "config": asdict(cfg),
         "wall_seconds": time.perf_counter() - start,
     }

@@ -105,13 +105,37 @@ def read_attribution(parquet_path: str | os.PathLike,
     path = Path(parquet_path)
     if not path.exists():
         raise IPGError(f"attribution table {path} does not exist; run the attribution rule first")
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        raise IPGError(f"attribution table {path} is not readable parquet ({reason}); delete it "
+                       f"and rerun the attribution rule") from None
+    missing = [c for c in ("unit", "score") if c not in frame.columns]
+    if missing:
+        raise IPGError(f"attribution table {path} lacks column(s) {missing}; delete it and rerun "
+                       f"the attribution rule")
     pp_cols = [c for c in frame.columns if c.startswith(PP)]
-    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path else {}
+    metrics = _read_metrics(Path(metrics_path)) if metrics_path else {}
     per_prompt = (frame[pp_cols].to_numpy(dtype=np.float32).T if pp_cols
                   else np.zeros((0, len(frame)), np.float32))  # [n_prompts, n_units]
     return Attribution(frame.drop(columns=pp_cols), per_prompt,
                        [c[len(PP):] for c in pp_cols], metrics)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise IPGError(f"attribution metrics {path} does not exist; rerun the attribution rule")
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise IPGError(f"attribution metrics {path} is not valid JSON ({reason}); delete it and "
+                       f"rerun the attribution rule") from None
+    if not isinstance(metrics, dict):
+        raise IPGError(f"attribution metrics {path} holds a JSON {type(metrics).__name__}, not an "
+                       f"object; delete it and rerun the attribution rule")
+    return metrics
 
 
 def select_units(
@@ -119,14 +143,24 @@ def select_units(
     k: int,
     mode: Literal["signed", "bottom", "magnitude"] = "signed",
     per_layer: bool = False,
+    strict: bool = False,
 ) -> list[str]:
     """The k units with the largest score (signed), smallest (bottom) or largest |score|
-    (magnitude); per_layer=True takes k from every layer. Ties keep table order."""
+    (magnitude); per_layer=True takes k from every layer. Ties keep table order.
+    k larger than the number of units returns them all, or with strict=True is an error."""
     frame = scores.scores if isinstance(scores, Attribution) else scores
     if mode not in SELECT_MODES:
         raise IPGError(f"unknown selection mode '{mode}'; allowed: {', '.join(SELECT_MODES)}")
     if int(k) != k or k < 0:
         raise IPGError(f"selection size k must be an integer >= 0, got {k}")
+    if strict:
+        sizes = frame.groupby("layer").size() if per_layer else pd.Series({"all": len(frame)})
+        n = int(sizes.min()) if len(sizes) else 0
+        if k > n:
+            where = "the smallest layer of the table" if per_layer else "the attribution table"
+            gran = ", ".join(map(str, sorted(set(frame.get("granularity", []))))) or "units"
+            raise IPGError(f"selection size k={int(k)} is larger than the {n} units of {where} "
+                           f"({gran}); lower k (steering.ks) to at most {n}")
     key = {"signed": -frame["score"], "bottom": frame["score"], "magnitude": -frame["score"].abs()}[mode]
     ordered = frame.assign(_key=key.to_numpy()).sort_values("_key", kind="stable")
     if per_layer:
