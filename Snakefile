@@ -7,7 +7,9 @@ import os
 
 for _var, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                      "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-                     "TOKENIZERS_PARALLELISM": "false"}.items():
+                     "TOKENIZERS_PARALLELISM": "false",
+                     # idle OpenMP threads sleep instead of spinning: parallel jobs share cores
+                     "OMP_WAIT_POLICY": "PASSIVE"}.items():
     os.environ.setdefault(_var, _value)
 # Rule scripts import the package from src/ even in a per-rule conda env without it installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -19,7 +21,11 @@ from ipg.config import (
 )
 from ipg.errors import IPGError
 
-configfile: os.path.join(workflow.basedir, "config", "default.yaml")
+# config/default.yaml is the study when no --configfile is given. A --configfile replaces it
+# (missing keys take the schema's defaults): merging it into default.yaml would keep default's
+# methods, task params and transfer pairs in e.g. the test study.
+if not workflow.config_settings.configfiles:
+    configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 try:
     _validated = validate_config(config)

@@ -32,3 +32,79 @@ rule bench_attribution:
         "Benchmarking the IPG engine on {params.models} (quick: {params.quick})"
     script:
         "../workflow/scripts/bench_attribution.py"
+
+
+# The sampler, steering and workflow benches (`ipg bench sampling|steering|workflow`), on
+# demand like bench_attribution: `snakemake reports/bench/sampling.csv`. Sampling and
+# steering run on the tiny random Qwen2 and, where the study builds it, the organism.
+# bench.quick gives their CI-sized forms. The workflow bench dry-runs the test study it
+# builds in a temporary folder (quick: a fresh folder, no build).
+BENCH_GEN_MODELS = ["random-qwen2-tiny"] + (["organism"] if "organism" in MODELS else [])
+
+
+def bench_gen_model_args(wildcards):
+    return " ".join(f"--model {RESULTS}/models/{m}" if m in _REGISTERED else f"--model {m}"
+                    for m in BENCH_GEN_MODELS)
+
+
+rule bench_sampling:
+    input:
+        [f"{RESULTS}/models/{m}" for m in BENCH_GEN_MODELS if m in _REGISTERED],
+    output:
+        csv="reports/bench/sampling.csv",
+        png="reports/bench/sampling.png",
+    log:
+        "logs/bench_sampling.log",
+    benchmark:
+        "benchmarks/bench_sampling.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        models=bench_gen_model_args,
+        quick="--quick" if BENCH["quick"] else "",
+    threads: 1
+    message:
+        "Benchmarking the batched sampler ({params.models}) {params.quick}"
+    shell:
+        "python -m ipg bench sampling {params.models} {params.quick} --threads {threads} "
+        "--csv {output.csv} --png {output.png} > {log} 2>&1"
+
+
+rule bench_steering:
+    input:
+        [f"{RESULTS}/models/{m}" for m in BENCH_GEN_MODELS if m in _REGISTERED],
+    output:
+        csv="reports/bench/steering.csv",
+    log:
+        "logs/bench_steering.log",
+    benchmark:
+        "benchmarks/bench_steering.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        models=bench_gen_model_args,
+        quick="--quick" if BENCH["quick"] else "",
+    threads: 1
+    message:
+        "Benchmarking generation under steer(gamma=2) ({params.models}) {params.quick}"
+    shell:
+        "python -m ipg bench steering {params.models} {params.quick} --threads {threads} "
+        "--csv {output.csv} > {log} 2>&1"
+
+
+rule bench_workflow:
+    output:
+        csv="reports/bench/workflow.csv",
+    log:
+        "logs/bench_workflow.log",
+    benchmark:
+        "benchmarks/bench_workflow.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        quick="--quick" if BENCH["quick"] else "",
+    threads: workflow.cores
+    message:
+        "Benchmarking `snakemake -n` on a finished test study {params.quick}"
+    shell:
+        "python -m ipg bench workflow {params.quick} --cores {threads} --csv {output.csv} > {log} 2>&1"

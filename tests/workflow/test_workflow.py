@@ -1,47 +1,13 @@
 """The workflow end to end on the CI-sized config: runs, is idempotent, reruns only what changed."""
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
-
+# finished_study, run_snakemake, planned_jobs: tests/workflow/conftest.py
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), *args],
-        capture_output=True, text=True, env=env, timeout=900,
-    )
-
-
-def planned_jobs(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table of a dry run into {rule: count}."""
-    if "Nothing to be done" in output:
-        return {}
-    table = output.split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)
-            if m[1] != "total"}
-
-
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    config = workdir / "test.yaml"
-    shutil.copy(ROOT / "config" / "test.yaml", config)
-    result = snakemake(workdir, config, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, config
 
 
 def test_study_produces_trajectories(finished_study):
@@ -62,23 +28,33 @@ def test_study_produces_trajectories(finished_study):
         assert (workdir / f"logs/sample_trajectories/tiny-qwen2/{task}/0.log").exists()
 
 
-def test_finished_study_has_nothing_to_do(finished_study):
+def test_finished_study_has_nothing_to_do(finished_study, run_snakemake):
     workdir, config = finished_study
-    result = snakemake(workdir, config, "-n")
+    result = run_snakemake(workdir, config, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_one_task_reruns_only_that_task(finished_study):
+def test_changing_one_task_reruns_only_that_task(finished_study, tmp_path, run_snakemake,
+                                                 planned_jobs, planned_messages):
     workdir, config = finished_study
     cfg = yaml.safe_load(config.read_text())
     cfg.setdefault("data", {}).setdefault("task_params", {})["chain_sum"] = {
         "min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}
-    edited = workdir / "edited.yaml"
+    edited = tmp_path / "edited.yaml"  # never written into the shared study
     edited.write_text(yaml.safe_dump(cfg))
-    result = snakemake(workdir, edited, "-n")
+    result = run_snakemake(workdir, edited, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    assert planned_jobs(out) == {"prepare_task": 1, "sample_trajectories": 1, "all": 1}, out[-3000:]
+    jobs = planned_jobs(out)
+    assert jobs["prepare_task"] == 1 and jobs["sample_trajectories"] == 1, out[-3000:]
+    assert "build_model" not in jobs and "init_tracking" not in jobs
     assert "data/prepared/chain_sum.parquet" in out
-    assert "basic_arithmetic" not in out.split("Job stats:")[0].replace("input: ", "")
+    # Other tasks rerun only through the SAE, which is trained on the model's first task
+    # (chain_sum): their sae attributions and steering, nothing else.
+    first_task = {e["model"]: e["tasks"][0] for e in cfg["study"]}
+    assert first_task["tiny-qwen2"] == "chain_sum"
+    others = [m for m in planned_messages(out)
+              if (task := re.search(r"tiny-qwen2 on (\w+)", m)) and task[1] != "chain_sum"]
+    assert others and all(": sae " in m for m in others), others
+    assert not [m for m in planned_messages(out) if "organism" in m]

@@ -1,0 +1,209 @@
+"""DVC over the study: dvc.yaml's stages cover the deliverables, `dvc repro` builds them through
+Snakemake on the config named by dvc.yaml's `config` var, and push / pull through the local
+remote restores identical files. Hub checkpoints are never hashed into DVC (.dvcignore).
+
+The end-to-end test runs in a temp copy of the repo (its own git and DVC repo and remote),
+never in the checkout."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DVC = [sys.executable, "-m", "dvc"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+       "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+CONFIG_VAR = "  - config: config/default.yaml"
+DVC_CONFIG = "config/dvc-test.yaml"
+STAGE_OUTS = {
+    "prepare": ["data/prepared"],
+    "models": ["results/models"],
+    "trajectories": ["results/trajectories"],
+    "attribution": ["results/attribution", "results/sae"],
+    "steering": ["results/intervention", "results/transfer"],
+    "report": ["reports/report.md", "reports/tables", "reports/figures"],
+}
+TARGETS_STAGE = {"prepare": "prepared"}  # dvc stage -> `python -m ipg.targets` stage
+
+pytestmark = pytest.mark.workflow
+
+
+def dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def out_path(out) -> str:
+    return out if isinstance(out, str) else next(iter(out))
+
+
+# --- dvc.yaml, statically -------------------------------------------------------------------
+
+def test_stages_version_every_deliverable():
+    stages = dvc_yaml()["stages"]
+    assert set(stages) == set(STAGE_OUTS)
+    for name, stage in stages.items():
+        assert [out_path(o) for o in stage["outs"]] == STAGE_OUTS[name], name
+        # outputs stay in place during repro: Snakemake decides which jobs rerun
+        assert all(isinstance(o, dict) and next(iter(o.values())).get("persist") for o in stage["outs"]), name
+        cmd = stage["cmd"]
+        assert cmd.startswith(".venv/bin/snakemake ") and "--configfile ${config} " in cmd, name
+        assert f"ipg.targets {TARGETS_STAGE.get(name, name)} --configfile ${{config}}" in cmd, name
+        assert stage["params"] == [{"${config}": None}], name  # the whole study config
+    assert "results/metrics/trajectories.json" in str(stages["trajectories"]["metrics"])
+
+
+def test_config_var_is_the_default_study():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert CONFIG_VAR in text.splitlines()
+    assert {"config": "config/default.yaml"} in dvc_yaml()["vars"]
+
+
+def test_hub_models_are_dvcignored():
+    from ipg.models import MODELS
+
+    ignored = {line.strip() for line in (ROOT / ".dvcignore").read_text().splitlines()}
+    hub = [n for n in MODELS.names() if MODELS.get(n).from_hub]
+    assert hub
+    for name in hub:
+        assert f"results/models/{name}/" in ignored, f"add results/models/{name}/ to .dvcignore"
+    for name in MODELS.names():
+        if not MODELS.get(name).from_hub:
+            assert f"results/models/{name}/" not in ignored
+
+
+@pytest.mark.parametrize("stage", ["prepared", "models", "trajectories", "attribution", "steering", "report"])
+def test_targets_read_ipg_config(stage):
+    from ipg.config import attribution_targets, load_config, steering_targets
+    from ipg.targets import stage_targets
+
+    env = {**ENV, "IPG_CONFIG": str(ROOT / "config" / "test.yaml")}
+    out = subprocess.run([sys.executable, "-m", "ipg.targets", stage], capture_output=True,
+                         text=True, env=env, cwd=ROOT, check=True).stdout.split()
+    cfg = load_config(ROOT / "config" / "test.yaml")
+    assert out == stage_targets(cfg, stage) and out
+    if stage == "attribution":
+        assert len(out) == len(attribution_targets(cfg))
+    if stage == "steering":
+        assert len(out) == len(steering_targets(cfg))  # test.yaml has no transfer pair
+        assert all(t.endswith(".csv") for t in out)
+
+
+# --- dvc repro / status / params / push / pull in a temp copy -----------------------------
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*DVC, *args], cwd=repo, capture_output=True, text=True, env=ENV,
+                            timeout=600)
+    if check:
+        assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+                   cwd=repo, check=True, capture_output=True)
+
+
+def tree_hashes(root: Path, skip: str | None = None) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()
+            and not (skip and p.relative_to(root).as_posix().startswith(skip))}
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory) -> Path:
+    """A temp copy of the workflow as its own git + DVC repo, dvc.yaml pointed at a test config."""
+    repo = tmp_path_factory.mktemp("dvc") / "repo"
+    repo.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("rules", "workflow", "config", "profiles", "envs", "src"):
+        shutil.copytree(ROOT / name, repo / name, ignore=ignore)
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    # dvc.yaml's commands run .venv/bin/{snakemake,python}: this interpreter's environment
+    (repo / ".venv").symlink_to(Path(sys.prefix))
+    with open(repo / ".gitignore", "a") as fh:
+        fh.write("\n/.venv\n")
+    # config/test.yaml's tiny-qwen2 study only (the organism trains for minutes on a busy CPU)
+    cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    cfg["study"] = [e for e in cfg["study"] if e["model"] == "tiny-qwen2"]
+    cfg.pop("model_params", None)
+    assert cfg["study"]
+    (repo / DVC_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    text = (repo / "dvc.yaml").read_text()
+    assert CONFIG_VAR in text
+    (repo / "dvc.yaml").write_text(text.replace(CONFIG_VAR, f"  - config: {DVC_CONFIG}"))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "workflow")
+    return repo
+
+
+@pytest.mark.slow
+def test_repro_status_params_push_pull(dvc_repo):
+    repo = dvc_repo
+    dag = dvc(repo, "dag").stdout
+    for stage in STAGE_OUTS:
+        assert stage in dag
+
+    # A hub checkpoint folder (as build_model leaves it) must stay out of DVC.
+    hub = repo / "results/models/r1-distill-qwen-1.5b"
+    hub.mkdir(parents=True)
+    (hub / "model.safetensors").write_bytes(b"hub weights " * 1000)
+    hub_hash = hashlib.md5((hub / "model.safetensors").read_bytes()).hexdigest()
+
+    dvc(repo, "repro", "prepare", "models")
+    assert sorted(p.name for p in (repo / "data/prepared").glob("*.parquet"))
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert lock["models"]["params"][DVC_CONFIG]["study"]  # the test config's params
+    assert f"--configfile {DVC_CONFIG}" in lock["models"]["cmd"]
+    models_out = lock["models"]["outs"][0]
+    built = tree_hashes(repo / "results/models", skip="r1-distill-qwen-1.5b/")
+    assert built and models_out["nfiles"] == len(built)  # the hub folder is not hashed
+    cached = {p.parent.name + p.name for p in (repo / ".dvc/cache").rglob("*") if p.is_file()}
+    assert hub_hash not in cached
+
+    status = dvc(repo, "status", "prepare", "models").stdout
+    assert "up to date" in status, status
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "repro prepare models")
+
+    # dvc params diff: nothing, then the edited key of the config.
+    assert dvc(repo, "params", "diff").stdout.strip() == ""
+    config = repo / DVC_CONFIG
+    original = config.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["data"]["n_attribution"] += 1
+    config.write_text(yaml.safe_dump(cfg))
+    diff = dvc(repo, "params", "diff", "--md").stdout
+    assert "data.n_attribution" in diff and DVC_CONFIG in diff, diff
+    assert "prepare" in dvc(repo, "status", "prepare").stdout
+    config.write_text(original)
+    assert dvc(repo, "params", "diff").stdout.strip() == ""
+
+    # metrics: the repro'd stages declare none (trajectories.json is the trajectories stage's)
+    assert dvc(repo, "metrics", "show").returncode == 0
+
+    # push, delete outputs and cache, pull: identical files, the hub folder untouched.
+    before = {d: tree_hashes(repo / d) for d in ("data/prepared", "results/models")}
+    dvc(repo, "push")
+    remote = repo / "dvc-remote"
+    assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*"))
+    shutil.rmtree(repo / "data/prepared")
+    for model_dir in (repo / "results/models").iterdir():
+        if model_dir != hub:
+            shutil.rmtree(model_dir)
+    shutil.rmtree(repo / ".dvc/cache")
+    dvc(repo, "pull", "prepare", "models")
+    after = {d: tree_hashes(repo / d) for d in ("data/prepared", "results/models")}
+    assert after == before
+    assert hashlib.md5((hub / "model.safetensors").read_bytes()).hexdigest() == hub_hash
+    assert "up to date" in dvc(repo, "status", "prepare", "models").stdout
