@@ -34,6 +34,7 @@ class PathHooks:
         self.gran, self.layers, self.base = gran, layers, base  # base[l]: a' [units, unit_dim]
         self.recorded: dict[int, Tensor] = {}  # hooked x on the unmodified forward [G, pos, ...]
         self.acc: dict[int, Tensor] = {}  # [units] float32 (float64 for a float64 model)
+        self._terms: dict[int, tuple] = {}  # joint mode: per-layer (a, a - a') of the recording
         self.reset()
 
     def reset(self) -> None:
@@ -45,6 +46,7 @@ class PathHooks:
     def record(self) -> Iterator[None]:
         """Store every selected layer's hooked tensor (detached) on an unmodified forward."""
         self.recorded = {}
+        self._terms = {}
 
         def make(layer: int):
             def fn(x: Tensor) -> None:
@@ -65,7 +67,8 @@ class PathHooks:
     ) -> Iterator[None]:
         """Replace a by a' + alpha (a - a') on `layers` (default all) during the block.
 
-        alpha [b] per row (or one float); mask [b, pos] (1 where the activation is
+        alpha [b] per row (or one float); mask [b, pos] or [b0, pos] repeated over the batch
+        (b = k * b0, e.g. the G rows of k path points) (1 where the activation is
         interpolated; None: everywhere, e.g. during generation); grad=True registers the
         accumulating tensor hooks (call backward inside the block or after).
         """
@@ -75,8 +78,14 @@ class PathHooks:
 
     def _hook(self, layer: int, alpha: Tensor | float, mask: Tensor | None, mode: Mode, grad: bool):
         gran = self.gran
+        # joint mode with a reshape-only write: a and (a - a') come from the recorded forward,
+        # so they are computed once per prompt (G rows, cached) and broadcast over the path
+        # points of every batch; x itself is only needed for its shape.
+        fast = mode == "joint" and type(gran).write is Granularity.write
 
         def fn(x: Tensor) -> Tensor:
+            if fast and (mask is None or mask.shape[0] == self.recorded[layer].shape[0]):
+                return self._joint_path(layer, x, alpha, mask, grad)
             if mode == "joint":
                 rec = self.recorded[layer]  # [G, pos, ...]
                 reps = x.shape[0] // rec.shape[0]
@@ -87,7 +96,8 @@ class PathHooks:
             a4 = alpha.to(a.dtype).view(-1, 1, 1, 1) if isinstance(alpha, Tensor) else alpha
             diff = a - self.base[layer].to(a.dtype)  # (a - a') at interpolated positions
             if mask is not None:
-                diff = diff * mask.to(a.dtype).view(*mask.shape, 1, 1)  # mask [b, pos, 1, 1]
+                m = _rows(mask, a.shape[0])
+                diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)  # mask [b, pos, 1, 1]
             a_path = a - (1 - a4) * diff  # a' + alpha (a - a') there, a elsewhere
             if grad:
                 if mode == "joint" or not a_path.requires_grad:
@@ -98,6 +108,47 @@ class PathHooks:
 
         return fn
 
+    def _joint_terms(self, layer: int, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(a, (a - a') * mask, the same in the accumulator dtype), [G, pos, units, unit_dim],
+        from the recorded forward; cached while the recording and the mask object stay the same."""
+        rec = self.recorded[layer]
+        hit = self._terms.get(layer)
+        if hit is not None and hit[0] is rec and hit[1] is mask:
+            return hit[2]
+        a = self.gran.read(layer, rec).detach()
+        diff = a - self.base[layer].to(a.dtype)
+        if mask is not None:
+            m = _rows(mask, a.shape[0])
+            diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)
+        terms = (a, diff, diff.to(self.acc[layer].dtype))
+        self._terms[layer] = (rec, mask, terms)
+        return terms
+
+    def _joint_path(self, layer: int, x: Tensor, alpha: Tensor | float, mask: Tensor | None,
+                    grad: bool) -> Tensor:
+        """The joint-mode path tensor for x [b = reps * G, pos, ...]: same values as the
+        generic route (a - (1 - alpha) * diff on the recorded a), without repeating a."""
+        a, diff, diff_w = self._joint_terms(layer, mask)
+        g_rows = a.shape[0]
+        reps = x.shape[0] // g_rows
+        if isinstance(alpha, Tensor):
+            a5 = alpha.to(a.dtype).view(reps, g_rows, 1, 1, 1)
+            a_path = (a - (1 - a5) * diff).reshape(x.shape[0], *a.shape[1:])  # [b, pos, units, dim]
+        else:
+            a_path = a - (1 - alpha) * diff
+            if reps > 1:
+                a_path = a_path.repeat(reps, *([1] * (a.ndim - 1)))
+        if grad:
+            a_path.requires_grad_(True)  # a fresh leaf (a and diff carry no graph)
+            a_path.register_hook(lambda g, l=layer: self._accumulate_joint(l, diff_w, reps, g))
+        return a_path.reshape(x.shape).to(x.dtype)
+
+    def _accumulate_joint(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
+        # diff [G, ...] is shared by the reps path points of the batch: sum over them in one go
+        acc = self.acc[layer]
+        g5 = g.to(acc.dtype).view(reps, *diff.shape)
+        self.acc[layer] = acc + (g5 * diff).sum(dim=(0, 1, 2, 4))
+
     def _accumulate(self, layer: int, diff: Tensor, g: Tensor) -> None:
         # (a - a') * dPhi/da_alpha summed over batch, positions and unit_dim -> [units]
         acc = self.acc[layer]
@@ -106,3 +157,8 @@ class PathHooks:
     def scores(self) -> Tensor:
         """The accumulated IPG of every unit, layers concatenated in order: [n_units]."""
         return torch.cat([self.acc[l] for l in self.layers])
+
+
+def _rows(mask: Tensor, b: int) -> Tensor:
+    """mask [b0, pos] repeated over the batch to [b, pos] (b = k * b0: path points share it)."""
+    return mask if mask.shape[0] == b else mask.repeat(b // mask.shape[0], 1)

@@ -9,8 +9,9 @@ its KV cache is computed once per prompt (`encode_prompt`) and shared by every s
 path point; the batch then runs the generated tokens only.
 
 Memory: the base model returns hidden states [b, pos, d]; the LM head and log-softmax run on
-chunks of generated positions only, under activation checkpointing, so full-vocab float32
-logits are never held for the whole batch (forward or backward).
+chunks of generated positions only, and their backward (a fused autograd function for a frozen
+nn.Linear head, activation checkpointing otherwise) keeps full-vocab float32 logits for the
+whole batch only below a fixed size (_KEEP_SOFTMAX_BYTES); above it they are recomputed per chunk.
 """
 from __future__ import annotations
 
@@ -69,6 +70,31 @@ def encode_prompt(model: nn.Module, batch: TeacherBatch) -> PromptPrefix:
     return PromptPrefix(cache, out.last_hidden_state[:, -1].detach())
 
 
+def _batch_cache(cache: object, b: int) -> object:
+    """The prompt's cache for a batch of b rows, leaving `cache` itself untouched.
+
+    Each layer's K/V [1, ...] is broadcast to [b, ...] as a view (no copy): the forward's own
+    concatenation with the new tokens' K/V materialises it once. (A deep copy followed by
+    batch_repeat_interleave copied it twice more on every forward.)
+    """
+    layers = getattr(cache, "layers", None)
+    if not isinstance(layers, list) or not all(
+        isinstance(getattr(l, "keys", None), Tensor) and isinstance(getattr(l, "values", None), Tensor)
+        for l in layers
+    ):  # another cache layout: the generic (copying) route
+        out = copy.deepcopy(cache)
+        out.batch_repeat_interleave(b)
+        return out
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in layers:
+        new = copy.copy(layer)  # update() rebinds keys/values: the prompt's tensors stay intact
+        new.keys = layer.keys.expand(b, *layer.keys.shape[1:])
+        new.values = layer.values.expand(b, *layer.values.shape[1:])
+        out.layers.append(new)
+    return out
+
+
 def build_batch(
     prompt_ids: Sequence[int],
     gen_ids: Sequence[Sequence[int]],
@@ -107,13 +133,74 @@ def wide(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def _scaled(logits: Tensor, temperature: float) -> Tensor:
+    """logits / T (T = 1: the same values without a pass over [b, s, vocab])."""
+    return logits if temperature == 1 else logits / temperature
+
+
 def _chunk_logprobs(
     hidden: Tensor, targets: Tensor, head: nn.Module, temperature: float
 ) -> Tensor:
     """log pi(target | hidden) [b, s] from hidden [b, s, d]; logits >= float32 [b, s, vocab]."""
-    logits = wide(head(hidden)) / temperature
+    logits = _scaled(wide(head(hidden)), temperature)
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+# Below this many bytes of float logits for the whole batch, the fused LM-head backward keeps
+# the softmax instead of recomputing the logits (one LM-head matmul fewer per backward); the
+# memory it holds is bounded by this constant whatever the sequence length.
+_KEEP_SOFTMAX_BYTES = 32 * 2**20
+
+
+class _TargetLogProb(torch.autograd.Function):
+    """log pi(target | hidden) [b, s] of a frozen nn.Linear head, with a fused backward.
+
+    Forward: `_chunk_logprobs` (via log_softmax when the softmax is kept). Backward: d/dlogits
+    = g (onehot - softmax) / T, then one matmul with W; the softmax is either kept from the
+    forward (`keep`) or recomputed from the saved hidden states (as activation checkpointing
+    would, without its per-call machinery).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, targets: Tensor, weight: Tensor, bias: Tensor | None,
+                temperature: float, keep: bool) -> Tensor:
+        logits = _scaled(wide(nn.functional.linear(hidden, weight, bias)), temperature)
+        ctx.temperature, ctx.keep, ctx.hidden_dtype = temperature, keep, hidden.dtype
+        if keep:  # one fused log-softmax pass; its exp is the softmax the backward needs
+            logp = torch.log_softmax(logits, dim=-1)
+            out = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            ctx.save_for_backward(logp.exp_(), targets, weight)
+            return out
+        lse = torch.logsumexp(logits, dim=-1)
+        out = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+        ctx.bias = bias
+        ctx.save_for_backward(hidden, targets, weight, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        if ctx.keep:
+            probs, targets, weight = ctx.saved_tensors
+        else:
+            hidden, targets, weight, lse = ctx.saved_tensors
+            logits = _scaled(wide(nn.functional.linear(hidden, weight, ctx.bias)), ctx.temperature)
+            probs = logits.sub_(lse.unsqueeze(-1)).exp_()  # in place: logits is a fresh tensor
+        g_t = (g / ctx.temperature).to(probs.dtype).unsqueeze(-1)  # [b, s, 1]
+        grad = probs * g_t.neg()  # g (onehot - softmax) / T
+        grad.scatter_add_(-1, targets.unsqueeze(-1), g_t)
+        grad_h = grad.to(weight.dtype) @ weight
+        return grad_h.to(ctx.hidden_dtype), None, None, None, None, None
+
+
+def _fused_head(head: nn.Module) -> bool:
+    """True for a frozen, unhooked nn.Linear LM head (else: checkpointed autograd)."""
+    return (
+        type(head) is nn.Linear
+        and not head.weight.requires_grad
+        and (head.bias is None or not head.bias.requires_grad)
+        and not (head._forward_hooks or head._forward_pre_hooks or head._backward_hooks)
+    )
 
 
 def sequence_logprobs(
@@ -137,8 +224,7 @@ def sequence_logprobs(
         # hidden state at position t predicts token t + 1: positions P-1 .. P+n_gen-2
         src = hidden[:, p - 1 : p - 1 + n_gen]  # [b, n_gen, d]
     else:
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(b)
+        cache = _batch_cache(prefix.cache, b)
         positions = torch.arange(p, p + n_gen, device=batch.input_ids.device).expand(b, -1)
         out = base(input_ids=batch.input_ids[:, p:], attention_mask=batch.attention_mask,
                    position_ids=positions, cache=cache, use_cache=True)
@@ -147,9 +233,15 @@ def sequence_logprobs(
         src = torch.cat([first, hidden[:, : n_gen - 1]], dim=1)  # [b, n_gen, d]
     total = torch.zeros(batch.size, dtype=wide(src).dtype, device=hidden.device)
     grad = torch.is_grad_enabled() and src.requires_grad
+    fused = grad and _fused_head(head)
+    if fused:
+        logit_bytes = src.shape[0] * n_gen * head.out_features * (8 if src.dtype == torch.float64 else 4)
+        keep = logit_bytes <= _KEEP_SOFTMAX_BYTES
     for s in range(0, n_gen, pos_chunk):
         h_c, t_c = src[:, s : s + pos_chunk], batch.targets[:, s : s + pos_chunk]
-        if grad:
+        if fused:
+            lp = _TargetLogProb.apply(h_c, t_c, head.weight, head.bias, temperature, keep)
+        elif grad:
             lp = checkpoint(_chunk_logprobs, h_c, t_c, head, temperature, use_reentrant=False)
         else:
             lp = _chunk_logprobs(h_c, t_c, head, temperature)

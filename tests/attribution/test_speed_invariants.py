@@ -1,0 +1,119 @@
+"""The engine's fast code paths give what the plain ones give.
+
+- the fused LM-head log-prob (keeping or recomputing the softmax) = checkpointed autograd;
+- the broadcast prompt cache = a deep copy repeated over the batch, and leaves the prompt's
+  cache untouched;
+- the joint-mode path hooks (recorded terms cached per prompt, mask shared by the path
+  points) = the generic hooks with the mask repeated per row.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ipg.attribution import surrogate as sur
+from ipg.attribution.path import PathHooks
+from ipg.attribution.reference import reference_activations
+from ipg.components import Granularity, get_granularity
+
+
+def _batch():
+    return sur.build_batch([3, 4, 5, 6], [[7, 8, 9], [10, 11], [12, 13, 14]])
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_fused_head_matches_checkpointed_autograd(qwen, keep, monkeypatch) -> None:
+    batch = _batch()
+
+    def grad_of(fused: bool):
+        monkeypatch.setattr(sur, "_fused_head", lambda head: fused)
+        monkeypatch.setattr(sur, "_KEEP_SOFTMAX_BYTES", 2**40 if keep else 0)
+        leaf = qwen.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+        out = qwen.model(inputs_embeds=leaf, attention_mask=batch.attention_mask, use_cache=False)
+        hidden = out.last_hidden_state
+        src = hidden[:, batch.prompt_len - 1: batch.prompt_len - 1 + batch.targets.shape[1]]
+        head = qwen.get_output_embeddings()
+        if fused:
+            lp = sur._TargetLogProb.apply(src, batch.targets, head.weight, head.bias, 0.7, keep)
+        else:
+            lp = sur._chunk_logprobs(src, batch.targets, head, 0.7)
+        (lp * batch.target_mask).sum().backward()
+        return lp.detach(), leaf.grad
+
+    params = [(p, p.requires_grad) for p in qwen.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        lp_f, g_f = grad_of(True)
+        lp_c, g_c = grad_of(False)
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
+    assert torch.allclose(lp_f, lp_c, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(g_f, g_c, rtol=1e-10, atol=1e-14)
+
+
+def test_batch_cache_equals_deep_copy_and_keeps_the_prompt(qwen) -> None:
+    batch = _batch()
+    prefix = sur.encode_prompt(qwen, batch)
+    before = [(l.keys.clone(), l.values.clone()) for l in prefix.cache.layers]
+    with torch.no_grad():
+        fast = sur.sequence_logprobs(qwen, batch, 1.0, prefix=prefix)
+        again = sur.sequence_logprobs(qwen, batch.repeat(2), 1.0, prefix=prefix)
+        slow_cache = copy.deepcopy(prefix.cache)
+        slow_cache.batch_repeat_interleave(batch.size)
+        view = sur._batch_cache(prefix.cache, batch.size)
+    for layer, (k, v), new in zip(prefix.cache.layers, before, view.layers):
+        assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
+        assert layer.keys.shape[0] == 1
+    for a, b in zip(slow_cache.layers, view.layers):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    assert torch.allclose(fast.repeat(2), again, rtol=1e-12, atol=1e-12)
+    plain = sur.sequence_logprobs(qwen, batch, 1.0)
+    assert torch.allclose(fast, plain, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("gran_name", ["neurons", "heads", "layers"])
+def test_joint_fast_hooks_equal_generic_hooks(qwen, gran_name, monkeypatch) -> None:
+    batch = _batch()
+    gran = get_granularity(gran_name, qwen)
+    layers = gran.select_layers(None)
+    base = reference_activations("mean" if gran_name == "layers" else "zero", gran, layers,
+                                 torch.float64, torch.device("cpu"),
+                                 {l: (torch.full(gran.unit_shape(l), 0.1, dtype=torch.float64),
+                                      torch.ones(gran.unit_shape(l), dtype=torch.float64))
+                                  for l in layers})
+    m_pos = batch.gen_mask
+    c = 3
+    alphas = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64).repeat_interleave(batch.size)
+
+    def run(fast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if not fast:  # a write override disables the fast path (as for SAE latents)
+            monkeypatch.setattr(type(gran), "write", lambda self, l, x, a_new, a:
+                                Granularity.write(self, l, x, a_new, a))
+        hooks = PathHooks(gran, layers, base)
+        params = [(p, p.requires_grad) for p in qwen.parameters()]
+        for p, _ in params:
+            p.requires_grad_(False)
+        try:
+            with torch.no_grad(), hooks.record():
+                sur.sequence_logprobs(qwen, batch, 1.0)
+            mask = m_pos if fast else m_pos.repeat(c, 1)
+            with torch.no_grad(), hooks.interpolate(torch.zeros(batch.size), m_pos, "joint", False):
+                lp0 = sur.sequence_logprobs(qwen, batch, 1.0)
+            with hooks.interpolate(alphas, mask, "joint", grad=True):
+                lp = sur.sequence_logprobs(qwen, batch.repeat(c), 1.0)
+                (lp * torch.linspace(-1, 1, lp.shape[0], dtype=lp.dtype)).sum().backward()
+        finally:
+            for p, flag in params:
+                p.requires_grad_(flag)
+            monkeypatch.undo()
+        return torch.cat([lp0, lp.detach()]), hooks.scores()
+
+    lp_fast, s_fast = run(True)
+    lp_slow, s_slow = run(False)
+    assert torch.allclose(lp_fast, lp_slow, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(s_fast, s_slow, rtol=1e-9, atol=1e-12)
+    assert s_fast.abs().max() > 0
