@@ -98,13 +98,22 @@ class Granularity:
     def unit_ids(self, layers: Sequence[int]) -> list[str]:
         return [self.unit_id(l, i) for l in layers for i in range(self.unit_shape(l)[0])]
 
-    def scale(self, layer: int, x: Tensor, index: Tensor, gamma: float) -> Tensor:
-        """Eq. 4: units `index` (long [k]) of this layer multiplied by gamma, at every position."""
+    def scale(self, layer: int, x: Tensor, index: Tensor, gamma: float,
+              cache: dict | None = None) -> Tensor:
+        """Eq. 4: units `index` (long [k]) of this layer multiplied by gamma, at every position.
+
+        `cache` keeps the [units, 1] factor between forwards (generation calls this once per
+        token), so steering costs one multiply per layer and step."""
         import torch
 
         a = self.read(layer, x)
-        factor = torch.ones(a.shape[-2], 1, dtype=a.dtype, device=a.device)  # [units, 1]
-        factor[index.to(a.device)] = gamma
+        key = (a.dtype, a.device)
+        factor = cache.get(key) if cache is not None else None
+        if factor is None:
+            factor = torch.ones(a.shape[-2], 1, dtype=a.dtype, device=a.device)  # [units, 1]
+            factor[index.to(a.device)] = gamma
+            if cache is not None:
+                cache[key] = factor
         return self.write(layer, x, a * factor, a)
 
 
@@ -298,7 +307,7 @@ def scale_units(
         if max(ix) >= n_units:
             raise IPGError(f"unit index {max(ix)} >= {n_units} units in layer {layer}")
     fns = {
-        layer: (lambda x, l=layer, idx=torch.tensor(ix): gran.scale(l, x, idx, gamma))
+        layer: (lambda x, l=layer, idx=torch.tensor(ix), c={}: gran.scale(l, x, idx, gamma, c))
         for layer, ix in by_layer.items()
     }
     with edit_activations(gran, fns):
