@@ -364,9 +364,10 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
             f"re-scored log-probs differ from the table's 'logprob' by up to {max(lp_diff):.3g}: "
             "check the temperature and that the model is the sampler's", stacklevel=3)
     if cfg.path == "offpolicy" and cfg.max_residual is not None and residual > cfg.max_residual:
+        hint = "" if cfg.quadrature == "gauss_legendre" else " or use quadrature gauss_legendre"
         raise IPGError(
             f"IPG completeness residual {residual:.3g} > max_residual {cfg.max_residual}: raise "
-            f"config key 'm' (now {cfg.m}) or use quadrature gauss_legendre"
+            f"config key 'm' (now {cfg.m}){hint}"
         )
     parsed = [parse_unit(u) for u in units]
     return make_attribution(units, [p[1] for p in parsed], [p[2] for p in parsed], per_prompt,
