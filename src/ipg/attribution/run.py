@@ -54,17 +54,8 @@ def run_ipg(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Attribute one model on one trajectory table; `params` are IPGConfig keys. Returns metrics."""
-    from ipg.provenance import provenance
-
-    config = IPGConfig.from_dict(dict(params))
-    model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
-    att = attribute(model, trajectories, granularity, config, sae=sae, progress=progress)
-    att.metrics.update(provenance({
-        "model_dir": str(model_dir), "trajectories": str(trajectories_path),
-        "granularity": granularity, "dtype": dtype, **att.metrics["config"],
-    }))
-    write_attribution(att, parquet_path, metrics_path)
-    return att.metrics
+    return run_method(model_dir, trajectories_path, granularity, {"kind": "ipg", **params},
+                      parquet_path, metrics_path, sae_dirs, device, dtype, progress, "ipg")
 
 
 def run_method(
