@@ -4,9 +4,15 @@ Imports are inside the fixtures so that collecting any test never imports the mo
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Offline and quiet by default, however the tests are started (make test exports the same).
+for _key, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                     "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(scope="session")

@@ -14,18 +14,34 @@ def test_study_produces_trajectories(finished_study):
     workdir, config = finished_study
     cfg = yaml.safe_load(config.read_text())
     G = cfg["sampling"]["samples_per_prompt"]
-    for task in cfg["study"][0]["tasks"]:
+    pairs = [(e["model"], t) for e in cfg["study"] for t in e["tasks"]]
+    assert len(pairs) >= 2
+    for model, task in pairs:
         prepared = pd.read_parquet(workdir / f"data/prepared/{task}.parquet")
         assert set(prepared["split"]) == {"attribution", "heldout"}
-        table = pd.read_parquet(workdir / f"results/trajectories/tiny-qwen2/{task}/0.parquet")
+        table = pd.read_parquet(workdir / f"results/trajectories/{model}/{task}/0.parquet")
         n_prompts = (prepared["split"] == "attribution").sum()
         assert len(table) == n_prompts * G
         assert table.groupby("prompt_id").size().eq(G).all()
         assert table["gen_ids"].map(len).le(cfg["sampling"]["max_new_tokens"]).all()
-        metrics = json.loads((workdir / f"results/trajectories/tiny-qwen2/{task}/0.json").read_text())
+        metrics = json.loads((workdir / f"results/trajectories/{model}/{task}/0.json").read_text())
         assert metrics["n_trajectories"] == len(table)
         assert metrics["tokens_per_second"] > 0
-        assert (workdir / f"logs/sample_trajectories/tiny-qwen2/{task}/0.log").exists()
+        assert (workdir / f"logs/sample_trajectories/{model}/{task}/0.log").exists()
+
+
+def test_study_produces_attributions_steering_and_report(finished_study):
+    workdir, _ = finished_study
+    tables = sorted((workdir / "results/attribution").rglob("*.parquet"))
+    assert tables, "no attribution tables"
+    for table in tables:
+        metrics = json.loads(table.with_suffix(".json").read_text())
+        assert metrics["n_prompts"] > 0
+        if metrics.get("kind", "ipg") == "ipg" and "completeness_residual" in metrics:
+            assert metrics["completeness_residual"] <= 0.05
+    assert sorted((workdir / "results/intervention").rglob("*.csv"))
+    report = (workdir / "reports/report.md").read_text()
+    assert "Findings" in report or "findings" in report
 
 
 def test_finished_study_has_nothing_to_do(finished_study, run_snakemake):
