@@ -4,6 +4,7 @@
     ipg prepare --task T          prepare a task's splits into a parquet file
     ipg build --model M           build a model folder (train / convert / download)
     ipg sample --model M --task T -n N   sample and score trajectories, print a summary
+    ipg attribute --model M --task T --granularity neurons --reward accuracy   IPG or a baseline
     ipg steer --model M --units F --gamma 2 "prompt"   unsteered vs steered completion
     ipg evaluate --model M --task T --attribution F    steering sweep with CIs (held-out)
 
@@ -330,6 +331,65 @@ class _OneLineParser(argparse.ArgumentParser):
         message = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
+
+
+def _attribute_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model name built under results/models, or a folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("--granularity", default="neurons", help="neurons, heads, layers or sae")
+    p.add_argument("--reward", default="accuracy", help="accuracy or length")
+    p.add_argument("--method", default="ipg", help="ipg, act, freq, gxa, ig_likelihood, contrastive, random")
+    p.add_argument("--trajectories", default=None, help="a trajectory parquet (default: sample now)")
+    p.add_argument("-n", "--n-prompts", type=int, default=8)
+    p.add_argument("-G", "--samples-per-prompt", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--m", type=int, default=32, help="path points (IPG)")
+    p.add_argument("--sae", default=None, help="SAE folder root (granularity sae)")
+    p.add_argument("--top", type=int, default=10, help="print this many top units")
+    p.add_argument("--out", default=None, help="write the attribution table to this parquet file")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("attribute", "attribute a model's components on a task (IPG or a baseline)", _attribute_args)
+def cmd_attribute(args: argparse.Namespace) -> None:
+    from ipg.attribution.methods import run_attribution
+    from ipg.attribution.table import write_attribution
+    from ipg.models.load import load_model
+    from ipg.sampling import SamplingConfig
+    from ipg.tasks.prepare import prepare_task
+    from ipg.trajectories import read_trajectories, trajectories_for_prompts
+
+    model_dir, chat = resolve_model_dir(args.model)
+    model, tokenizer = load_model(model_dir)
+    if args.trajectories:
+        trajectories = read_trajectories(args.trajectories)
+    else:
+        prepared = prepare_task(args.task, args.n_prompts, 1, args.seed, {})
+        prepared = prepared[prepared["split"] == "attribution"]
+        cfg = SamplingConfig(args.temperature, args.max_new_tokens, 8, args.seed)
+        trajectories, _ = trajectories_for_prompts(
+            model, tokenizer, prepared, args.task, chat, args.samples_per_prompt, cfg)
+    method = {"kind": args.method}
+    if args.method == "ipg":
+        method.update(reward=args.reward, m=args.m)
+    elif args.method == "contrastive":
+        method.update(reward=args.reward)
+    sae = None
+    if args.granularity == "sae":
+        from ipg.sae import load_sae
+        from ipg.sae.run import sae_dirs
+
+        if not args.sae:
+            raise IPGError("granularity 'sae' needs --sae (a folder of trained SAEs, e.g. results/sae/organism)")
+        sae = [load_sae(d) for d in sae_dirs(args.sae)]
+    att = run_attribution(model, trajectories, args.granularity, method, sae=sae, progress=True)
+    top = att.scores.sort_values("score", ascending=False).head(args.top)
+    print(top[["unit", "score", "ci_lo", "ci_hi"]].to_string(index=False))
+    keys = ("completeness_residual", "n_prompts", "n_prompts_nonzero_advantage", "wall_seconds")
+    print(json.dumps({k: att.metrics[k] for k in keys if k in att.metrics}, indent=1, default=str))
+    if args.out:
+        write_attribution(att, args.out, str(Path(args.out).with_suffix(".json")))
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
