@@ -53,3 +53,19 @@ def test_captions_match_the_snakemake_report_captions():
     assert set(re.findall(r'snakemake\.wildcards\.name == "(\w+)"', rst)) == set(CAPTIONS)
     for title, caption in CAPTIONS.values():
         assert caption in rst and "|" not in caption  # |x| is an RST substitution
+
+
+def test_inputs_restrict_the_report_to_the_current_results(tmp_path):
+    """Files that are not workflow inputs (left by an earlier config) are not collected."""
+    from ipg.report.collect import load_steering
+
+    base = tmp_path / "results" / "intervention" / "m" / "t" / "neurons"
+    base.mkdir(parents=True)
+    row = "condition,selection,k,gamma,accuracy\nbaseline,none,0,1.0,0.5\n"
+    (base / "ipg.csv").write_text(row)
+    (base / "stale.csv").write_text(row)
+    empty = pd.DataFrame(columns=["model", "task", "granularity", "method", "kind", "reward"])
+    everything = load_steering(tmp_path / "results", empty)
+    current = load_steering(tmp_path / "results", empty, {(base / "ipg.csv").resolve()})
+    assert set(everything["method"]) == {"ipg", "stale"}
+    assert set(current["method"]) == {"ipg"}

@@ -11,7 +11,7 @@ def main(smk):
     from ipg.report import make_report
 
     path = make_report(smk.params.results_dir, smk.params.reports_dir, smk.params.benchmarks_dir,
-                       config=dict(smk.params.config))
+                       config=dict(smk.params.config), inputs=list(smk.input))
     print(f"wrote {path}")
 
 

@@ -13,6 +13,8 @@ piece gives an empty frame with the documented columns:
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +75,16 @@ def method_reward(metrics: dict[str, Any]) -> str:
     return "accuracy"
 
 
-def load_attributions(results: Path) -> pd.DataFrame:
+def _found(base: Path, pattern: str, allowed: set[Path] | None) -> list[Path]:
+    """Files under base matching pattern; with `allowed` (the workflow's inputs), only those,
+    so results left by an earlier config never reach the report."""
+    paths = sorted(base.glob(pattern))
+    return paths if allowed is None else [p for p in paths if p.resolve() in allowed]
+
+
+def load_attributions(results: Path, allowed: set[Path] | None = None) -> pd.DataFrame:
     rows = []
-    for path in sorted((results / "attribution").glob("*/*/*/*.json")):
+    for path in _found(results / "attribution", "*/*/*/*.json", allowed):
         model, task, gran = path.parts[-4:-1]
         metrics = _read_json(path)
         method = path.stem
@@ -106,9 +115,10 @@ def _with_kinds(frame: pd.DataFrame, attributions: pd.DataFrame) -> pd.DataFrame
     return out
 
 
-def load_steering(results: Path, attributions: pd.DataFrame) -> pd.DataFrame:
+def load_steering(results: Path, attributions: pd.DataFrame,
+                  allowed: set[Path] | None = None) -> pd.DataFrame:
     parts = []
-    for path in sorted((results / "intervention").glob("*/*/*/*.csv")):
+    for path in _found(results / "intervention", "*/*/*/*.csv", allowed):
         frame = pd.read_csv(path)
         for key, value in zip(STEERING_KEYS, [*path.parts[-4:-1], path.stem]):
             frame[key] = value
@@ -118,9 +128,10 @@ def load_steering(results: Path, attributions: pd.DataFrame) -> pd.DataFrame:
     return _with_kinds(frame, attributions)
 
 
-def load_transfer(results: Path, attributions: pd.DataFrame) -> pd.DataFrame:
+def load_transfer(results: Path, attributions: pd.DataFrame,
+                  allowed: set[Path] | None = None) -> pd.DataFrame:
     parts = []
-    for path in sorted((results / "transfer").glob("*__to__*/*/*/*.csv")):
+    for path in _found(results / "transfer", "*__to__*/*/*/*.csv", allowed):
         pair, task, gran = path.parts[-4:-1]
         source, target = pair.split("__to__")
         frame = pd.read_csv(path)
@@ -170,15 +181,19 @@ def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",)) -> pd.
 
 
 def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
-            benchmarks_dir: str | Path = "benchmarks", bench_csv: str | Path | None = None) -> Study:
-    """Load every result under results_dir (and the bench CSV, benchmark TSVs) into a Study."""
+            benchmarks_dir: str | Path = "benchmarks", bench_csv: str | Path | None = None,
+            inputs: Iterable[str | Path] | None = None) -> Study:
+    """Load the results under results_dir (and the bench CSV, benchmark TSVs) into a Study.
+    `inputs` (the workflow's list of files) restricts attribution, steering and transfer
+    results to the current config's; without it every file found is used."""
     results = Path(results_dir)
-    attributions = load_attributions(results)
+    allowed = None if inputs is None else {Path(p).resolve() for p in inputs}
+    attributions = load_attributions(results, allowed)
     return Study(
         trajectories=load_trajectories(results),
         attributions=attributions,
-        steering=load_steering(results, attributions),
-        transfer=load_transfer(results, attributions),
+        steering=load_steering(results, attributions, allowed),
+        transfer=load_transfer(results, attributions, allowed),
         sae=load_sae(results),
         bench=load_bench(Path(bench_csv) if bench_csv else Path(reports_dir) / "bench" / "attribution.csv"),
         walltimes=load_walltimes(Path(benchmarks_dir)),

@@ -140,10 +140,11 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
 
 
 def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir: str | Path = "benchmarks",
-                config: dict | None = None, bench_csv: str | Path | None = None) -> Path:
+                config: dict | None = None, bench_csv: str | Path | None = None,
+                inputs: list[str] | None = None) -> Path:
     """Collect the results, write figures, tables and report.md under reports_dir; return report.md."""
     reports = Path(reports_dir)
-    study = collect(results_dir, reports, benchmarks_dir, bench_csv)
+    study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs)
     config = dict(config) if config else None
     findings = build_findings(study.steering, config)
     (reports / "tables").mkdir(parents=True, exist_ok=True)
