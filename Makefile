@@ -24,8 +24,12 @@ $(STAMP): requirements/requirements.lock requirements/no-deps.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# PROFILE=profiles/slurm (or kubernetes) runs on a cluster; `ipg check profile` first says in
+# one line if its executor plugin is missing (~0.1 s). profiles/default applies either way.
+PROFILE ?=
 study: venv
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SMK_ARGS)
+	$(BIN)/ipg check profile --profile $(or $(PROFILE),profiles/default)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(if $(PROFILE),--profile $(PROFILE)) $(SMK_ARGS)
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -16,8 +16,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
 from ipg.config import (
-    attribution_targets, method_params, model_task_pairs, models_in_study, sampling_for,
-    steering_params, steering_targets, transfer_targets, validate_config,
+    attribution_targets, method_params, model_task_pairs, models_in_study, needs_means,
+    sampling_for, sensitivity_params, sensitivity_targets, sensitivity_variants, steering_params,
+    steering_targets, transfer_targets, validate_config,
 )
 from ipg.errors import IPGError
 
@@ -42,11 +43,13 @@ ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in
 STEERING = [f"{RESULTS}/intervention/{m}/{t}/{g}/{meth}" for m, t, g, meth in steering_targets(config)]
 TRANSFER = [f"{RESULTS}/transfer/{s}__to__{d}/{t}/{g}/{meth}" for s, d, t, g, meth in transfer_targets(config)]
 SAE_MODELS = sorted({e["model"] for e in config["study"] if "sae" in e["granularities"]})
+SENSITIVITY = [f"{RESULTS}/sensitivity/{m}/{t}/{g}.csv" for m, t, g in sensitivity_targets(config)]
 REPORT_INPUTS = (
     [f"{RESULTS}/metrics/trajectories.json"]
     + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
     + [f"{s}.csv" for s in STEERING + TRANSFER]
     + [f"{RESULTS}/sae/{m}" for m in SAE_MODELS]
+    + SENSITIVITY
 )
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
@@ -73,6 +76,7 @@ include: "rules/trajectories.smk"
 include: "rules/sae.smk"
 include: "rules/attribution.smk"
 include: "rules/intervention.smk"
+include: "rules/sensitivity.smk"
 include: "rules/report.smk"
 include: "rules/bench.smk"
 

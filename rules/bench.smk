@@ -1,4 +1,6 @@
-"""Benchmark of the IPG engine: ratios to plain backprop, a naive loop and captum, memory scaling.
+"""Benchmark of the IPG engine: ratios to plain backprop, a naive loop and captum, the shared
+prompt cache on few-shot trajectories, quadrature cost to a < 1% residual, achieved over matmul
+FLOP/s, time and memory scaling in T, m, N and layers (`ipg bench attribution --only NAME` runs one).
 
 Models: config bench.models (default: the medium random Qwen2, built in memory); a registered
 model name (organism, smollm2-135m) is read from its built folder under results/models/.

@@ -1,6 +1,15 @@
 """Stage 5: steer each model with each method's selected units on the held-out split
-(gamma grid x k grid x selections, with the unsteered baseline and the temperature control),
-and transfer units selected on one model to another of the same architecture."""
+(gamma grid x per-granularity k grid x selections, with the unsteered baseline, the signed
+selection's deletion curve and mean ablation, and the temperature control), and transfer
+units selected on one model to another of the same architecture (gamma grid only)."""
+
+
+def evaluation_params(w, source=None):
+    """The steering params of one job (ipg.config.steering_params) in canonical key order."""
+    if source is None:
+        return canonical(steering_params(config, w.model, w.method, w.granularity))
+    return canonical({**steering_params(config, w.target, w.method, w.granularity),
+                      "control_temperatures": [], "deletion_ks": [], "mean_ablation": False})
 
 
 def steering_inputs(w, source=None):
@@ -12,6 +21,9 @@ def steering_inputs(w, source=None):
     }
     if w.granularity == "sae":
         inputs["sae"] = f"{RESULTS}/sae/{model}"
+    if needs_means(evaluation_params(w, source)):  # the steered model's attribution trajectories
+        seed = config["attribution"]["trajectory_seed"]
+        inputs["trajectories"] = f"{RESULTS}/trajectories/{model}/{w.task}/{seed}.parquet"
     return inputs
 
 
@@ -29,7 +41,7 @@ rule evaluate_steering:
     conda:
         "../envs/torch-cpu.yaml"
     params:
-        steering=lambda w: canonical(steering_params(config, w.model, w.method)),
+        steering=evaluation_params,
         chat=model_chat,
     threads: model_threads
     message:
@@ -52,8 +64,7 @@ rule evaluate_transfer:
     conda:
         "../envs/torch-cpu.yaml"
     params:
-        steering=lambda w: canonical({**steering_params(config, w.target, w.method),
-                                      "control_temperatures": []}),
+        steering=lambda w: evaluation_params(w, source=w.source),
         chat=lambda w: get_model_spec(w.target).chat,
     threads: model_threads
     message:

@@ -5,6 +5,8 @@ does not produce are skipped in the report with a note. `snakemake --report repo
 shows the figures with the captions in workflow/report/.
 """
 
+from ipg.report.collect import study_benchmarks
+
 
 rule report:
     input:
@@ -26,6 +28,9 @@ rule report:
         results_dir=RESULTS,
         reports_dir="reports",
         benchmarks_dir="benchmarks",
+        # the current jobs' benchmark files: stale ones of an earlier config stay out of the
+        # wall-time table (ipg.report.collect.study_benchmarks mirrors the rules' benchmark: paths)
+        benchmark_files=study_benchmarks(config),
         config=lambda w: canonical(config),
     threads: 1
     message:

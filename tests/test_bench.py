@@ -12,7 +12,9 @@ from ipg.bench.attribution import COLUMNS, meets
 
 BENCHES = {"chunk_time", "chunk_best", "overhead_vs_backprop", "completeness_residual",
            "captum_ratio", "captum_agreement", "naive_speedup", "naive_agreement",
-           "shared_prompt_speedup", "peak_memory", "memory_exponent"}
+           "shared_prompt_speedup", "peak_memory", "memory_exponent", "matmul_gflops",
+           "flops_fraction", "quadrature_points", "quadrature_residual", "quadrature_seconds",
+           "quadrature_cost", "scaling_time", "time_exponent"}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,13 @@ def test_quick_bench_has_every_bench_with_finite_positive_values(quick) -> None:
     frame, png = quick
     assert list(frame.columns) == COLUMNS
     assert set(frame["bench"]) == BENCHES
-    assert all(math.isfinite(v) and v > 0 for v in frame["value"]), frame[["bench", "value"]]
+    assert all(math.isfinite(v) for v in frame["value"]), frame[["bench", "value"]]
+    # fitted exponents may be <= 0 (a flat or noise-dominated curve); everything else is a
+    # time, a ratio, a count or a residual
+    rest = frame[~frame["bench"].str.endswith("_exponent")]
+    assert (rest["value"] > 0).all(), rest[["bench", "value"]]
     assert (frame["threads"] >= 1).all()
+    assert frame["load_avg"].notna().all()
     assert png.is_file() and png.stat().st_size > 10_000
 
 
@@ -63,3 +70,48 @@ def test_meets_parses_targets() -> None:
     assert meets(2.0, "<= 1.5") is False
     assert meets(25.0, ">= 20") is True
     assert meets(1.0, "") is None
+
+
+def test_quick_bench_scaling_and_quadrature_rows(quick) -> None:
+    """Every scaled dimension has 3 levels and an exponent; each quadrature rule reports the
+    path points it needed and the residual there (the tiny model reaches < 1%)."""
+    frame, _ = quick
+    assert set(frame.loc[frame["bench"] == "time_exponent", "variant"]) == {"T", "m", "N", "layers"}
+    assert (frame["bench"] == "scaling_time").sum() >= 11
+    res = frame[frame["bench"] == "quadrature_residual"]
+    assert len(res) == 2 and (res["value"] < 0.01).all(), res
+    flops = frame.loc[frame["bench"] == "flops_fraction", "value"]
+    assert len(flops) == 2 and (flops < 2).all()  # a fraction of the matmul peak, not above it
+
+
+def test_fewshot_table_prepends_other_prompts(tmp_path) -> None:
+    from ipg.bench.fewshot import fewshot_table
+
+    rows = [dict(prompt_id=f"p{i}", sample_id=j, prompt_ids=[10 * i + 1, 10 * i + 2],
+                 gen_ids=list(range(100 * i, 100 * i + 3 + i + j)), reward_accuracy=0.0)
+            for i in range(3) for j in range(2)]
+    folder = tmp_path / "trajectories" / "toy" / "task"
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "0.parquet")
+    table = fewshot_table("toy", "toy", shots=1, n_traj=2, gen_len=3, results_dir=str(tmp_path))
+    # target: the prompt with the longest continuations (p2), one shot of p0 before it
+    assert list(table["prompt_ids"].iloc[0]) == [1, 2, 0, 1, 2, 3, 21, 22]
+    assert [len(g) for g in table["gen_ids"]] == [3, 3]
+    assert list(table["reward_accuracy"]) == [0.0, 1.0]
+
+
+def test_layer_suffix_and_scaling_sizes() -> None:
+    from ipg.bench.scaling import fit_exponent, sizes
+    from ipg.bench.workload import bench_model, split_layers
+
+    assert split_layers("results/models/smollm2-135m:L7") == ("results/models/smollm2-135m", 7)
+    assert split_layers("random-qwen2-tiny") == ("random-qwen2-tiny", None)
+    model, _ = bench_model("random-qwen2-tiny:L1")
+    assert len(model.model.layers) == 1
+    plan = sizes((2, 8, 16, 4), n_layers=8)
+    assert [s.gen_len for s in plan["T"]] == [16, 32, 64]
+    assert [(s.m, s.chunk) for s in plan["m"]] == [(4, 4), (8, 4), (16, 4)]
+    assert [s.n_prompts for s in plan["N"]] == [1, 2, 4]
+    assert [s.layers for s in plan["layers"]] == [2, 4, 8]
+    assert abs(fit_exponent([1, 2, 4], [3, 6, 12]) - 1) < 1e-9
+    assert abs(fit_exponent([1, 2, 4], [5, 5, 5])) < 1e-9

@@ -82,3 +82,82 @@ def test_command_line_strings_become_numbers():
     assert config["seed"] == 3
     with pytest.raises(IPGError, match="seed"):
         validate_config({**MINIMAL, "seed": "three"})
+
+
+ORG = {"model": "tiny-qwen2", "tasks": ["chain_sum"], "granularities": ["neurons", "heads", "layers"]}
+
+
+def test_steering_ks_per_granularity():
+    from ipg.config import steering_params
+
+    config = validate_config({"study": [ORG], "steering": {"ks": {"heads": [1, 3]}}})
+    assert config["steering"]["ks"]["heads"] == [1, 3]  # given
+    assert config["steering"]["ks"]["layers"] == [1]  # left out: the schema's per-granularity default
+    assert steering_params(config, "tiny-qwen2", "ipg", "heads")["ks"] == [1, 3]
+    assert steering_params(config, "tiny-qwen2", "ipg", "neurons")["ks"] == [8, 32]
+    flat = validate_config({"study": [ORG], "steering": {"ks": [2, 5], "deletion_ks": [1, 4]}})
+    for gran in ("neurons", "heads", "layers"):  # one list for every granularity
+        p = steering_params(flat, "tiny-qwen2", "ipg", gran)
+        assert p["ks"] == [2, 5] and p["deletion_ks"] == [1, 4]
+    # a model's override: a list replaces, a mapping merges per granularity
+    over = validate_config({"study": [{**ORG, "steering": {"ks": {"heads": [2]}, "deletion_ks": []}}]})
+    assert steering_params(over, "tiny-qwen2", "ipg", "heads")["ks"] == [2]
+    assert steering_params(over, "tiny-qwen2", "ipg", "neurons")["ks"] == [8, 32]
+    assert steering_params(over, "tiny-qwen2", "ipg", "neurons")["deletion_ks"] == []
+    with pytest.raises(IPGError, match=r"steering\.ks"):
+        validate_config({"study": [ORG], "steering": {"ks": {"atoms": [1]}}})
+    with pytest.raises(IPGError, match=r"steering\.ks\.heads"):
+        validate_config({"study": [ORG], "steering": {"ks": {"heads": [0]}}})
+
+
+def test_deletion_only_methods_and_means():
+    from ipg.config import needs_means, steering_params, steering_targets, transfer_targets
+
+    config = validate_config({
+        "study": [ORG, {**ORG, "model": "tiny-llama"}],
+        "attribution": {"methods": {"ipg": {"kind": "ipg"}, "random_s1": {"kind": "random", "seed": 1}}},
+        "steering": {"methods": ["ipg"], "deletion_methods": ["random_s1"], "mean_ablation": True},
+        "transfer": [{"source": "tiny-qwen2", "target": "tiny-llama"}],
+    })
+    steered = {(m, g, meth) for m, _, g, meth in steering_targets(config)}
+    assert ("tiny-qwen2", "heads", "random_s1") in steered and ("tiny-qwen2", "heads", "ipg") in steered
+    assert {t[-1] for t in transfer_targets(config)} == {"ipg"}  # no grid, nothing to transfer
+    grid = steering_params(config, "tiny-qwen2", "ipg", "neurons")
+    only = steering_params(config, "tiny-qwen2", "random_s1", "neurons")
+    assert grid["gammas"] and grid["mean_ablation"] and needs_means(grid)
+    assert only["gammas"] == [] and only["ks"] == [] and only["selections"] == ["signed"]
+    assert only["deletion_ks"] == grid["deletion_ks"] == [2, 8, 32, 128]
+    assert not needs_means(only) and needs_means({"mode": "mean", "mean_ablation": False})
+    with pytest.raises(IPGError, match=r"steering\.deletion_methods\[0\]: unknown method 'rnd'"):
+        validate_config({"study": [ORG], "steering": {"deletion_methods": ["rnd"]}})
+
+
+def test_sensitivity_section():
+    from ipg.config import sensitivity_params, sensitivity_targets, sensitivity_variants
+
+    assert sensitivity_targets(validate_config({"study": [ORG]})) == []  # model null: off
+    config = validate_config({
+        "study": [{**ORG, "attribution": {"m": 16}}],
+        "attribution": {"granularity_params": {"heads": {"baseline": "mean", "m": 64}}},
+        "sensitivity": {"model": "tiny-qwen2", "task": "chain_sum", "granularity": "heads",
+                        "base": {"reward": "length"}, "variants": {"m8": {"m": 8}, "G2": {"max_samples_per_prompt": 2}}},
+    })
+    assert sensitivity_targets(config) == [("tiny-qwen2", "chain_sum", "heads")]
+    assert sensitivity_variants(config) == ["base", "m8", "G2"]
+    # granularity, then model overrides, then base, then the variant
+    assert sensitivity_params(config, "base") == {"max_residual": None, "baseline": "mean", "m": 16,
+                                                  "reward": "length"}
+    assert sensitivity_params(config, "m8")["m"] == 8
+    assert sensitivity_params(config, "G2")["max_samples_per_prompt"] == 2
+    defaults = validate_config({"study": [ORG], "sensitivity": {"model": "tiny-qwen2", "task": "chain_sum"}})
+    assert {"baseline_mean", "baseline_noise", "advantage_grpo", "advantage_raw", "G2", "G4", "m8",
+            "m16", "m64"} == set(defaults["sensitivity"]["variants"])
+    for bad, match in [
+        ({"model": "tiny-qwen2", "task": "basic_arithmetic"}, r"at sensitivity: model 'tiny-qwen2' on task 'basic_arithmetic' is not in the study"),
+        ({"model": "tiny-qwen2", "task": "chain_sum", "granularity": "sae"}, r"sensitivity\.granularity: 'sae' is not attributed"),
+        ({"model": "tiny-qwen2", "task": "chain_sum", "variants": {"base": {}}}, r"'base' is reserved"),
+        ({"modle": "x"}, r"unknown key\(s\) 'modle'"),
+    ]:
+        with pytest.raises(IPGError, match=match) as info:
+            validate_config({"study": [ORG], "sensitivity": bad})
+        assert "\n" not in str(info.value)

@@ -249,3 +249,166 @@ def test_sae_and_mean_mode_sets_at_gamma_one_equal_the_baseline(tiny_qwen2, prom
                                    mode="mean", means=means, **kw)
     pd.testing.assert_frame_equal(metrics_of(mean_rows), base)
     assert (mean_rows["mode"] == "mean").all()
+
+
+def test_runner_resumed_after_kill_gives_identical_rows(tiny_qwen2, prompts, scores, tmp_path) -> None:
+    """One chunk per condition x seed (ipg.checkpoint): killed after the second sampler call
+    and rerun, the rows equal an uninterrupted run's, and the saved calls are not resampled."""
+    from ipg.checkpoint import ChunkStore
+    from ipg.evaluation import _Runner
+
+    class Killed(Exception):
+        pass
+
+    model, tokenizer = tiny_qwen2
+    kw = dict(ks=[2], gammas=[0.0, 4.0], seeds=[0, 1], samples_per_prompt=2, sampling=CFG,
+              labels=LABELS, selections=["signed"])
+
+    def runner(store):
+        return _Runner(model, tokenizer, TASK, prompts, False, 2, CFG, None, "scale", None,
+                       False, store)
+
+    reference = evaluate_steering(model, tokenizer, TASK, prompts, scores, "neurons", **kw)
+    saved: list[str] = []
+
+    def kill(name: str) -> None:
+        saved.append(name)
+        if len(saved) == 2:
+            raise Killed(name)
+
+    with pytest.raises(Killed):
+        evaluate_steering(model, tokenizer, TASK, prompts, scores, "neurons",
+                          _runner=runner(ChunkStore(tmp_path / "s", "k", after_save=kill)), **kw)
+    store = ChunkStore(tmp_path / "s", "k")
+    resumed = evaluate_steering(model, tokenizer, TASK, prompts, scores, "neurons",
+                                _runner=runner(store), **kw)
+    assert store.resumed == 2 and len(set(saved)) == 2
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
+
+
+def test_k_larger_than_the_granularity_is_one_line_error(tiny_qwen2, prompts, scores) -> None:
+    model, tokenizer = tiny_qwen2
+    heads = pd.DataFrame({"unit": [f"L{l}.attn.h{h}" for l in (0, 1) for h in range(4)],
+                          "layer": [l for l in (0, 1) for _ in range(4)],
+                          "index": [h for _ in (0, 1) for h in range(4)],
+                          "score": np.arange(8.0), "granularity": "heads"})
+    with pytest.raises(IPGError, match=r"k=9 is larger than the 8 units .*\(heads\); lower k "
+                                       r"\(steering\.ks\) to at most 8 for heads") as info:
+        evaluate_steering(model, tokenizer, TASK, prompts, heads, "heads", ks=[9], sampling=CFG)
+    assert "\n" not in str(info.value)
+
+
+def trajectory_table(model, tokenizer, prompts, G=3, seed=5) -> pd.DataFrame:
+    from ipg.trajectories import trajectories_for_prompts
+
+    frame, _ = trajectories_for_prompts(model, tokenizer, prompts, TASK, False, G,
+                                        SamplingConfig(max_new_tokens=5, seed=seed), progress=False)
+    return frame
+
+
+def test_trajectory_means_average_every_real_position(tiny_qwen2, prompts) -> None:
+    """The m of mean ablation: the mean over every real (prompt + generated) position of every
+    trajectory, recomputed here one unpadded trajectory at a time with plain forward hooks."""
+    from ipg.intervention import trajectory_means
+
+    model, tokenizer = tiny_qwen2
+    table = trajectory_table(model, tokenizer, prompts)
+    assert table.groupby("prompt_id").size().eq(3).all()
+    # ragged continuations (a random model never stops early): padding must be excluded
+    table["gen_ids"] = [list(g)[: 1 + i % 5] for i, g in enumerate(table["gen_ids"])]
+    got = trajectory_means(model, table, "neurons") | trajectory_means(model, table, "heads")
+    assert len(got) == 2 * 128 + 2 * 4
+    acts = {"n": [], "h": []}
+    hooks = [model.model.layers[1].mlp.down_proj.register_forward_pre_hook(
+                 lambda m, a: acts["n"].append(a[0][0])),
+             model.model.layers[0].self_attn.o_proj.register_forward_pre_hook(
+                 lambda m, a: acts["h"].append(a[0][0]))]
+    try:
+        with torch.no_grad():
+            for p, g in zip(table["prompt_ids"], table["gen_ids"]):
+                model(torch.tensor([list(p) + list(g)]))
+    finally:
+        for h in hooks:
+            h.remove()
+    n, h = torch.cat(acts["n"]).double(), torch.cat(acts["h"]).double()  # [positions, ...]
+    head_dim = h.shape[-1] // 4
+    assert torch.allclose(got["L1.mlp.n5"], n[:, 5].mean().reshape(1), atol=1e-6)
+    assert torch.allclose(got["L1.mlp.n77"], n[:, 77].mean().reshape(1), atol=1e-6)
+    assert torch.allclose(got["L0.attn.h2"], h[:, 2 * head_dim:3 * head_dim].mean(0), atol=1e-6)
+
+
+@pytest.mark.parametrize("gran", ["neurons", "heads", "layers"])
+def test_mean_ablation_at_the_activations_leaves_the_output_unchanged(tiny_qwen2, gran) -> None:
+    """A one-token input: the mean over its single position is its activation, so h <- m
+    (gamma 0, mode mean) on every unit of the granularity changes nothing; the means of
+    another token do change the output (the test can fail)."""
+    from ipg.components import get_granularity
+    from ipg.intervention import steer, trajectory_means
+
+    model, _ = tiny_qwen2
+    gran_ = get_granularity(gran, model)
+    units = [u for l in gran_.available_layers() for u in gran_.unit_ids([l])]
+
+    def one_token(tok):
+        return pd.DataFrame({"prompt_id": ["x"], "sample_id": [0], "prompt_ids": [[tok]],
+                             "gen_ids": [[]]})
+
+    def logits(tok):
+        with torch.no_grad():  # the shape trajectory_means runs: [tok, pad], position 1 masked
+            return model(input_ids=torch.tensor([[tok, 0]]),
+                         attention_mask=torch.tensor([[1, 0]])).logits[:, 0]
+
+    plain = logits(7)
+    with steer(model, units, 0.0, mode="mean", means=trajectory_means(model, one_token(7), gran)):
+        assert torch.equal(logits(7), plain)
+    with steer(model, units, 0.0, mode="mean", means=trajectory_means(model, one_token(30), gran)):
+        assert not torch.allclose(logits(7), plain, atol=1e-3)
+
+
+def test_run_steering_deletion_and_mean_ablation(tiny_qwen2, tiny_qwen2_dir, tmp_path, prompts,
+                                                 scores) -> None:
+    from ipg.attribution.table import make_attribution, write_attribution
+    from ipg.models.load import load_model
+    from ipg.tasks.prepare import write_prepared
+    from ipg.trajectories import write_table_atomic
+
+    prepared = prompts.assign(task=TASK, question=prompts["prompt"], split="heldout")
+    write_prepared(prepared[["prompt_id", "task", "question", "prompt", "answer", "split"]],
+                   tmp_path / "prep.parquet")
+    att = make_attribution(scores["unit"], scores["layer"], scores["index"],
+                           scores["score"].to_numpy()[None, :], ["x"], "neurons", "ipg")
+    write_attribution(att, tmp_path / "att.parquet", tmp_path / "att.json")
+    model, tokenizer = load_model(str(tiny_qwen2_dir))
+    write_table_atomic(trajectory_table(model, tokenizer, prompts), tmp_path / "traj.parquet")
+    params = dict(ks=[3], gammas=[0.0, 2.0], selections=["signed"], seeds=[0], samples_per_prompt=2,
+                  n_prompts=3, temperature=1.0, max_new_tokens=6, prompts_per_batch=4,
+                  control_temperatures=[0.5], deletion_ks=[3, 40], mean_ablation=True)
+    args = (str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"), str(tmp_path / "att.parquet"),
+            TASK, True)
+    with pytest.raises(IPGError, match="trajectories_path"):
+        run_steering(*args, params, str(tmp_path / "x.parquet"), str(tmp_path / "x.csv"))
+    out = tmp_path / "steer" / "rows.parquet"
+    summary = run_steering(*args, params, str(out), str(tmp_path / "steer" / "s.csv"),
+                           trajectories_path=str(tmp_path / "traj.parquet"))
+    rows = pd.read_parquet(out)
+    by = rows.groupby("selection")["k"].apply(lambda k: sorted(set(k))).to_dict()
+    assert by == {"none": [0], "signed": [3], "deletion": [0, 3, 40], "mean_ablation": [3],
+                  "temperature": [0]}
+    assert (rows.loc[rows["selection"] == "deletion", "gamma"] == 0).all()
+    assert (rows.loc[rows["selection"] == "mean_ablation", "mode"] == "mean").all()
+    assert (rows.loc[rows["selection"] != "mean_ablation", "mode"] == "scale").all()
+    # the curve reuses the grid's samples: k=3 is the grid's signed k=3 at gamma 0, k=0 the baseline
+    deletion = rows[rows["selection"] == "deletion"]
+    grid0 = rows[(rows["selection"] == "signed") & (rows["gamma"] == 0)]
+    pd.testing.assert_frame_equal(metrics_of(deletion[deletion["k"] == 3]), metrics_of(grid0))
+    pd.testing.assert_frame_equal(metrics_of(deletion[deletion["k"] == 0]),
+                                  metrics_of(rows[rows["selection"] == "none"]))
+    # baseline + signed k3 x 2 gammas + deletion k40 + mean ablation k3 + control: 6 calls, not 9
+    config = json.loads((tmp_path / "steer" / "rows.json").read_text())
+    assert config["sampler_calls"] == 6 and config["params"]["trajectories"].endswith("traj.parquet")
+    # the summary keeps the extra conditions apart: one row each, paired with the baseline
+    assert set(summary["condition"]) >= {"deletion/k=0", "deletion/k=40", "mean_ablation/k=3"}
+    assert summary["condition"].is_unique and len(summary) == len(rows.groupby("condition"))
+    assert summary.loc[summary["condition"] == "deletion/k=0", "d_accuracy"].iloc[0] == 0
+    # findings-style lookups on the grid's selections see no extra rows
+    assert len(summary[(summary["selection"] == "signed") & (summary["gamma"] == 0)]) == 1

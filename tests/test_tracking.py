@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ipg import tracking
+from ipg.tracking.server import _group_members
 from ipg.errors import IPGError
 
 EXP = "ipg-study"
@@ -193,9 +194,34 @@ def test_ui_serves_the_runs_and_stops_its_whole_process_group(study, tmp_path):
         with urllib.request.urlopen(request, timeout=30) as resp:
             runs = json.loads(resp.read())["runs"]
         assert {r["info"]["run_name"] for r in runs} == {"tiny-qwen2/arith/0", "tiny-qwen2/arith/1"}
-        assert len(tracking._group_members(server.pgid)) >= 2  # mlflow ui and its uvicorn child
+        assert len(_group_members(server.pgid)) >= 2  # mlflow ui and its uvicorn child
     finally:
         server.stop()
     assert not server.alive()
-    assert tracking._group_members(server.pgid) == []
+    assert _group_members(server.pgid) == []
     assert server.process.returncode is not None
+
+
+def test_every_ipg_tracking_import_in_the_repo_resolves():
+    """ipg.tracking is a package (store / ingestion / server); what callers import from it
+    (src/, workflow/scripts/, rules/, tests/) must stay importable from the package itself."""
+    import ast
+    import importlib
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in ("src", "workflow/scripts", "rules", "tests") for p in (root / d).rglob("*")
+             if p.suffix in (".py", ".smk")]
+    wanted: dict[str, set[str]] = {}
+    for path in files:
+        try:
+            tree = ast.parse(path.read_text())
+        except SyntaxError:  # .smk files are not Python; their scripts are checked instead
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ipg.tracking"):
+                wanted.setdefault(node.module, set()).update(a.name for a in node.names)
+    assert "ingest_to_file" in wanted["ipg.tracking"] and "ui" in wanted["ipg.tracking"]
+    for module, names in wanted.items():
+        mod = importlib.import_module(module)
+        missing = sorted(n for n in names if not hasattr(mod, n))
+        assert not missing, f"{module} lacks {missing}"

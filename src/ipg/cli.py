@@ -7,6 +7,7 @@
     ipg attribute --model M --task T --granularity neurons --reward accuracy   IPG or a baseline
     ipg steer --model M --units F --gamma 2 "prompt"   unsteered vs steered completion
     ipg evaluate --model M --task T --attribution F    steering sweep with CIs (held-out)
+    ipg check [config] [dvc] [profile]   validate the config, the DVC remote, a Snakemake profile
 
 Errors in user input print one line (no traceback) and exit with status 2.
 """
@@ -164,6 +165,28 @@ def cmd_ui(args: argparse.Namespace) -> None:
         server.stop()
 
 
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checks", nargs="*", metavar="CHECK",
+                   help="config, dvc and/or profile (default: all three)")
+    p.add_argument("--configfile", default="config/default.yaml", help="the study config")
+    p.add_argument("--profile", default="profiles/default", help="a Snakemake profile folder")
+    p.add_argument("--dvc-root", default=".", help="the DVC project (the folder holding .dvc/)")
+    p.add_argument("--remote", default=None, help="the DVC remote (default: core.remote)")
+
+
+@command("check", "check the config, the DVC remote and a Snakemake profile before a run", _check_args)
+def cmd_check(args: argparse.Namespace) -> None:
+    from ipg.checks import CHECK_NAMES, run_checks
+
+    results = run_checks(args.checks or CHECK_NAMES, args.configfile, args.dvc_root, args.remote,
+                         args.profile)
+    for _, ok, line in results:
+        print(f"ok: {line}" if ok else f"ipg: error: {line}", file=sys.stdout if ok else sys.stderr,
+              flush=True)
+    if not all(ok for _, ok, _ in results):
+        raise SystemExit(2)
+
+
 def _read_units(path: str, k: int | None, selection: str, per_layer: bool) -> list[str]:
     """Unit ids from an attribution parquet (top k by `selection`) or a .txt file (one per line)."""
     from ipg.attribution.table import read_attribution, select_units
@@ -296,6 +319,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    help="workflow: the study's config file (default: config/test.yaml when the "
                         "bench builds the study)")
     p.add_argument("--cores", type=int, default=2, help="workflow: cores to build the study")
+    p.add_argument("--only", action="append", default=[],
+                   help="attribution: run only these benches (repeat; chunk, overhead, captum, "
+                        "naive, shared, memory, quadrature, flops, scaling)")
 
 
 @command("bench", "benchmark the study's engines (ratios measured side by side)", _bench_args)
@@ -305,7 +331,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.suite == "attribution":
         from ipg.bench.attribution import format_table, run_bench
 
-        frame = run_bench(args.model or None, args.quick, csv, png, args.threads)
+        frame = run_bench(args.model or None, args.quick, csv, png, args.threads,
+                          benches=args.only or None)
     elif args.suite == "sampling":
         from ipg.bench.sampling import format_table, run_bench
 

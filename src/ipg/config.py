@@ -4,6 +4,10 @@ The schema (workflow/schemas/config.schema.yaml) gives every key a description a
 default. `validate_config` fills defaults, rejects unknown keys and wrong types, and checks
 model / task / granularity names against the registries, raising `IPGError` with one line
 that names the key and the allowed values.
+
+The rest reads the validated config for the rules: targets of each stage, and the params of
+one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
+`sensitivity_params` for one estimator variant of the sensitivity stage).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
 
 def _fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
     """Fill `default` values of the schema into a config (recursively, without aliasing)."""
-    if isinstance(node, dict) and schema.get("type") == "object":
+    types = schema.get("type")
+    if isinstance(node, dict) and (types == "object" or isinstance(types, list) and "object" in types):
         for key, sub in schema.get("properties", {}).items():
             if key not in node and "default" in sub:
                 node[key] = copy.deepcopy(sub["default"])
@@ -104,6 +109,8 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
         raise IPGError(_one_line(errors[0]))
     check_results_dir(config["results_dir"])
     check_names(config)
+    check_steering(config)
+    check_sensitivity(config)
     return config
 
 
@@ -243,24 +250,76 @@ def attribution_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str
     return out
 
 
-def steered_methods(config: dict[str, Any], model: str) -> list[str]:
+def grid_methods(config: dict[str, Any], model: str) -> list[str]:
+    """Methods of a model steered on the full grid (steering.methods; null = all)."""
     wanted = config["steering"]["methods"]
     return [m for m in methods_for(config, model) if wanted is None or m in wanted]
 
 
-def steering_params(config: dict[str, Any], model: str, method: str) -> dict[str, Any]:
-    """The steering params of one evaluation: global keys, the model's overrides, and the
-    model's trajectory temperature / max_new_tokens (evaluation samples like the trajectories)."""
-    params = {k: v for k, v in config["steering"].items() if k not in ("methods", "control_method")}
+def steered_methods(config: dict[str, Any], model: str) -> list[str]:
+    """Methods of a model with an evaluate_steering job: the grid's, plus the deletion-only
+    ones (steering.deletion_methods, e.g. more random draws for the deletion curves)."""
+    grid = grid_methods(config, model)
+    extra = config["steering"]["deletion_methods"]
+    return [m for m in methods_for(config, model) if m in grid or m in extra]
+
+
+def per_granularity(value: Any, granularity: str) -> list[int]:
+    """A k list given for every granularity (a list) or per granularity (a mapping)."""
+    if isinstance(value, dict):
+        return [int(k) for k in value.get(granularity) or []]
+    return [int(k) for k in value or []]
+
+
+def _merge_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A study entry's steering overrides; a k mapping over a k mapping merges per granularity."""
+    out = dict(params)
+    for key, value in overrides.items():
+        if key in ("ks", "deletion_ks") and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def steering_params(config: dict[str, Any], model: str, method: str,
+                    granularity: str) -> dict[str, Any]:
+    """The steering params of one evaluation: global keys, the model's overrides, ks and
+    deletion_ks resolved for the granularity, and the model's trajectory temperature /
+    max_new_tokens (evaluation samples like the trajectories). A deletion-only method
+    (steering.deletion_methods, not in steering.methods) gets no gamma grid: only the
+    unsteered baseline and its deletion curve."""
+    skip = ("methods", "control_method", "deletion_methods")
+    params = {k: v for k, v in config["steering"].items() if k not in skip}
     for entry in config["study"]:
         if entry["model"] == model:
-            params.update(entry.get("steering", {}))
+            params = _merge_overrides(params, entry.get("steering", {}))
+    params["ks"] = per_granularity(params["ks"], granularity)
+    params["deletion_ks"] = per_granularity(params.get("deletion_ks"), granularity)
     sampling = sampling_for(config, model)
     params["temperature"] = sampling["temperature"]
     params["max_new_tokens"] = sampling["max_new_tokens"]
     if method != config["steering"]["control_method"]:
         params["control_temperatures"] = []
+    if method not in grid_methods(config, model):
+        params.update(selections=["signed"], ks=[], gammas=[], mean_ablation=False,
+                      control_temperatures=[])
     return params
+
+
+def needs_means(params: dict[str, Any]) -> bool:
+    """Whether an evaluation with these steering params needs the units' mean activations
+    (mode mean, or the extra mean-ablation condition): then its rule reads the trajectories."""
+    return params.get("mode") == "mean" or bool(params.get("mean_ablation"))
+
+
+def check_steering(config: dict[str, Any]) -> None:
+    """Deletion-only methods must be attribution methods."""
+    methods = config["attribution"]["methods"]
+    for i, name in enumerate(config["steering"]["deletion_methods"]):
+        if name not in methods:
+            raise IPGError(f"config error at steering.deletion_methods[{i}]: unknown method "
+                           f"{name!r}; allowed (attribution.methods): {', '.join(sorted(methods))}")
 
 
 def steering_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -271,10 +330,62 @@ def steering_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def transfer_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(source, target, task, granularity, method) for every configured transfer pair."""
     out = []
-    steer = steering_targets(config)
+    steer = [(m, t, g, meth) for m, t, g, meth in steering_targets(config)
+             if meth in grid_methods(config, m)]  # deletion-only methods have no grid to transfer
     for pair in config["transfer"]:
         target_keys = {(t, g, meth) for m, t, g, meth in steer if m == pair["target"]}
         for m, t, g, meth in steer:
             if m == pair["source"] and g != "sae" and (t, g, meth) in target_keys:
                 out.append((pair["source"], pair["target"], t, g, meth))
     return out
+
+
+SENSITIVITY_BASE = "base"  # the variant name of the reference run (sensitivity.base alone)
+
+
+def sensitivity_targets(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(model, task, granularity) of the sensitivity stage; [] when sensitivity.model is null."""
+    sec = config["sensitivity"]
+    return [(sec["model"], sec["task"], sec["granularity"])] if sec["model"] else []
+
+
+def sensitivity_variants(config: dict[str, Any]) -> list[str]:
+    """The variant names, the base first."""
+    return [SENSITIVITY_BASE, *config["sensitivity"]["variants"]]
+
+
+def sensitivity_params(config: dict[str, Any], variant: str) -> dict[str, Any]:
+    """IPG params of one sensitivity variant: max_residual null (the residual is measured, not
+    enforced: coarse variants are the point), the granularity's and the model's IPG overrides
+    (as the study's IPG methods get them), sensitivity.base, then the variant's own keys."""
+    sec = config["sensitivity"]
+    params: dict[str, Any] = {"max_residual": None}
+    params.update(config["attribution"]["granularity_params"].get(sec["granularity"], {}))
+    for entry in config["study"]:
+        if entry["model"] == sec["model"]:
+            params.update(entry.get("attribution", {}))
+    params.update(sec["base"])
+    if variant != SENSITIVITY_BASE:
+        params.update(sec["variants"][variant])
+    return params
+
+
+def check_sensitivity(config: dict[str, Any]) -> None:
+    """The sensitivity model / task must be a studied pair (it reads their trajectories), with
+    the granularity among the model's (the sae granularity needs the model's SAE)."""
+    sec = config["sensitivity"]
+    if not sec["model"]:
+        return
+    pairs = model_task_pairs(config)
+    if (sec["model"], sec["task"]) not in pairs:
+        raise IPGError(f"config error at sensitivity: model {sec['model']!r} on task "
+                       f"{sec['task']!r} is not in the study; use one of "
+                       f"{', '.join(f'{m}/{t}' for m, t in pairs)} (or model: null to skip it)")
+    grans = sorted({g for e in config["study"] if e["model"] == sec["model"]
+                    for g in e["granularities"]})
+    if sec["granularity"] not in grans:
+        raise IPGError(f"config error at sensitivity.granularity: {sec['granularity']!r} is not "
+                       f"attributed for {sec['model']}; allowed: {', '.join(grans)}")
+    if SENSITIVITY_BASE in sec["variants"]:
+        raise IPGError(f"config error at sensitivity.variants: the name "
+                       f"{SENSITIVITY_BASE!r} is reserved for the reference run; rename it")

@@ -3,7 +3,8 @@
 DVC reports a missing local remote deep inside a push. `check_remote(repo_root)` reads
 .dvc/config (then .dvc/config.local, which overrides it), finds the remote (the one named,
 else `core.remote`) and, for a local remote, raises a one-line IPGError naming the remote and
-the fix when its folder does not exist. Relative URLs are resolved against .dvc/, as DVC does.
+the fix when its folder does not exist and cannot be created (DVC creates a missing
+folder on push when its parent is writable). Relative URLs are resolved against .dvc/, as DVC does.
 Cloud remotes (s3://, gs://, ...) are returned unchecked: reaching them needs credentials.
 
     check_remote(".")  # -> Path of the remote folder, or the URL of a cloud remote
@@ -55,7 +56,7 @@ def read_dvc_config(repo_root: str | os.PathLike) -> dict[str, dict[str, str]]:
 def check_remote(repo_root: str | os.PathLike, name: str | None = None) -> Path | str | None:
     """The remote's folder (local) or URL (cloud); None when the project has no remote.
 
-    IPGError (one line) when the remote is not defined or its local folder does not exist.
+    IPGError (one line) when the remote is not defined or its local folder cannot be created.
     """
     config = read_dvc_config(repo_root)
     remotes = {m.group(1): values for section, values in config.items()
@@ -79,8 +80,16 @@ def check_remote(repo_root: str | os.PathLike, name: str | None = None) -> Path 
     if not folder.is_absolute():
         folder = Path(repo_root) / ".dvc" / folder
     folder = Path(os.path.normpath(folder.absolute()))
-    if not folder.is_dir():
-        raise IPGError(f"DVC remote '{name}' points to {folder}, which does not exist; create it "
-                       f"(mkdir -p {folder}) or point the remote elsewhere "
-                       f"(dvc remote modify {name} url <path>)")
+    if folder.is_dir():
+        return folder
+    # DVC creates a missing local remote folder on push, if its nearest existing ancestor is a
+    # writable folder; anything else (a file in the way, a read-only or absent mount) fails deep
+    # inside the push.
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise IPGError(f"DVC remote '{name}' points to {folder}, which does not exist and cannot "
+                       f"be created ({ancestor} is not a writable folder); point the remote "
+                       f"elsewhere (dvc remote modify {name} url <path>)")
     return folder

@@ -9,13 +9,19 @@ On the held-out prompts, sampled at the trajectories' temperature (never greedy)
   a gain from enhancing units must beat simply sampling at the same next-token entropy);
   `entropy_matched` reads off its accuracy at each steered condition's entropy.
 - `deletion_curve`: metric vs k with the selected units ablated (gamma = 0); k = 0 is the baseline.
+  `run_steering` adds it for the signed selection (rows with selection "deletion", k in
+  deletion_ks and 0) and, with mean_ablation, the signed top-k of every k replaced by its
+  mean activation (selection "mean_ablation", mode "mean", gamma 0): the means are taken
+  over every position (prompt and generated tokens) of the model's attribution trajectories
+  (ipg.intervention.trajectory_means).
 - `summarize`: per condition, means with bootstrap CIs over prompts (ipg.statistics) and the
   paired difference to the unsteered baseline (same prompt, same seed).
 - `jaccard_table` (overlap of selected sets), `transfer` (a set selected on one model
   steering another of the same architecture), `run_steering` (the Snakemake entry point).
 
 Rows (`ROW_COLUMNS`, one per condition x seed x prompt): condition, selection ("none" for
-the baseline, "temperature" for the control), k, gamma, mode, temperature, seed, prompt_id,
+the baseline, "temperature" for the control, "deletion" / "mean_ablation" for the extra
+signed-set conditions above), k, gamma, mode, temperature, seed, prompt_id,
 accuracy / length / entropy / truncated (means over the G samples), n_units, n_samples,
 then the caller's label columns (method, granularity, ...). Each condition x seed is one
 batched sampler call over all prompts x G samples; identical unit sets are sampled once.
@@ -68,12 +74,18 @@ def _scores(table: Any, granularity: str | None) -> pd.DataFrame:
 
 
 class _Runner:
-    """Samples one condition (unit set, gamma, temperature) for every seed; caches repeats."""
+    """Samples one condition (unit set, gamma, temperature) for every seed; caches repeats.
+
+    With a `store` (ipg.checkpoint; its key covers the model, prompts and params), each
+    condition x seed sampler call is one saved chunk, named by (mode, units, gamma, seed,
+    temperature): a rerun loads it instead of sampling. Each call seeds its own generators
+    from its seed, so the rows are identical whether or not a run was interrupted."""
 
     def __init__(self, model, tokenizer, task: str, prompts: pd.DataFrame, chat: bool,
                  samples_per_prompt: int, sampling: SamplingConfig | None, sae: Any,
-                 mode: str, means: Any, progress: bool) -> None:
+                 mode: str, means: Any, progress: bool, store: Any = None) -> None:
         _check_prompts(prompts)
+        self.store = store  # ipg.checkpoint.ChunkStore or None
         self.model, self.tokenizer, self.task, self.chat = model, tokenizer, task, chat
         self.prompts = prompts.reset_index(drop=True)
         self.G, self.cfg = int(samples_per_prompt), sampling or SamplingConfig()
@@ -91,18 +103,35 @@ class _Runner:
         t = self.cfg.temperature if temperature is None else float(temperature)
         key = (frozenset(units), float(gamma) if units else 1.0, seed, t)
         if key not in self.cache:
-            cfg = replace(self.cfg, seed=int(seed), temperature=t)
-            with steer(self.model, list(units), gamma, sae=self.sae, mode=self.mode,
-                       means=self.means):
-                frame, _ = trajectories_for_prompts(self.model, self.tokenizer, self.prompts,
-                                                    self.task, self.chat, self.G, cfg,
-                                                    progress=False)
-            self.bar.update(1)
-            per_prompt = frame.groupby("prompt_id", sort=False).agg(
-                accuracy=("reward_accuracy", "mean"), length=("reward_length", "mean"),
-                entropy=("entropy", "mean"), truncated=("truncated", "mean"))
-            self.cache[key] = per_prompt.reindex(self.prompts["prompt_id"]).reset_index()
+            name = self._chunk_name(key)
+            saved = self.store.load(name) if self.store is not None else None
+            if saved is None:
+                cfg = replace(self.cfg, seed=int(seed), temperature=t)
+                with steer(self.model, list(units), gamma, sae=self.sae, mode=self.mode,
+                           means=self.means):
+                    frame, _ = trajectories_for_prompts(self.model, self.tokenizer, self.prompts,
+                                                        self.task, self.chat, self.G, cfg,
+                                                        progress=False)
+                per_prompt = frame.groupby("prompt_id", sort=False).agg(
+                    accuracy=("reward_accuracy", "mean"), length=("reward_length", "mean"),
+                    entropy=("entropy", "mean"), truncated=("truncated", "mean"))
+                per_prompt = per_prompt.reindex(self.prompts["prompt_id"])
+                saved = {m: per_prompt[m].to_numpy(np.float64) for m in METRICS}
+                if self.store is not None:
+                    self.store.save(name, saved)
+            self.bar.update(1)  # resumed calls count too
+            self.cache[key] = pd.DataFrame({"prompt_id": self.prompts["prompt_id"].to_numpy(),
+                                            **{m: saved[m] for m in METRICS}})
         return self.cache[key]
+
+    def _chunk_name(self, key: tuple) -> str:
+        """A file-safe name of one condition x seed (units sorted: a set's order is not data)."""
+        import hashlib
+        import json
+
+        units, gamma, seed, t = key
+        text = json.dumps([self.mode, sorted(units), gamma, int(seed), t])
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def rows(self, condition: str, selection: str, k: int, units: Sequence[str], gamma: float,
              seeds: Iterable[int], labels: Mapping[str, Any],
@@ -163,7 +192,7 @@ def evaluate_steering(model, tokenizer, task: str, prompts_frame: pd.DataFrame,
     parts = run.rows("baseline", BASELINE, 0, [], 1.0, seeds, labels) if baseline_condition else []
     for selection in selections:
         for k in ks:
-            units = select_units(scores, int(k), selection, per_layer=per_layer)
+            units = select_units(scores, int(k), selection, per_layer=per_layer, strict=True)
             for gamma in gammas:
                 cond = f"{selection}/k={int(k)}/gamma={float(gamma):g}" + (
                     "/mean" if mode == "mean" else "")
@@ -306,16 +335,43 @@ STEERING_DEFAULTS: dict[str, Any] = dict(
     ks=[10], gammas=[0.0, 2.0], selections=["signed", "bottom", "magnitude"], seeds=[0],
     samples_per_prompt=4, n_prompts=None, temperature=1.0, max_new_tokens=96,
     prompts_per_batch=8, control_temperatures=[], mode="scale", per_layer=False,
+    deletion_ks=[], mean_ablation=False,
 )
+
+
+def _signed_extras(model, tokenizer, task: str, prompts: pd.DataFrame, scores: pd.DataFrame,
+                   granularity: str, p: Mapping[str, Any], run: _Runner,
+                   mean_run: _Runner | None, common: Mapping[str, Any]) -> list[pd.DataFrame]:
+    """The deletion curve (run on the grid's runner: conditions it sampled are cached) and the
+    mean-ablation conditions of the signed selection, relabelled by selection."""
+    parts = []
+    suffix = "/mean" if p["mode"] == "mean" else ""
+    if p["deletion_ks"]:
+        curve = deletion_curve(model, tokenizer, task, prompts, scores, granularity,
+                               ks=[int(k) for k in p["deletion_ks"]], selections=["signed"],
+                               per_layer=p["per_layer"], **{**common, "_runner": run})
+        parts.append(curve.assign(selection="deletion",
+                                  condition=[f"deletion/k={k}{suffix}" for k in curve["k"]]))
+    if mean_run is not None:
+        rows = evaluate_steering(model, tokenizer, task, prompts, scores, granularity,
+                                 selections=["signed"], ks=[int(k) for k in p["ks"]],
+                                 gammas=[0.0], per_layer=p["per_layer"],
+                                 baseline_condition=False, **{**common, "_runner": mean_run})
+        parts.append(rows.assign(selection="mean_ablation",
+                                 condition=[f"mean_ablation/k={k}" for k in rows["k"]]))
+    return parts
 
 
 def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task: str,
                  chat: bool, params: Mapping[str, Any], out_parquet: str, out_summary_csv: str,
                  sae_dirs: Sequence[str] = (), metrics_path: str | None = None,
-                 progress: bool = False) -> pd.DataFrame:
-    """Load the model once, steer it on the held-out split with the attribution table's units,
-    and write the rows (parquet), the summary (csv) and the config + provenance (JSON; default
-    `{out_parquet without .parquet}.json`), each atomically. Returns the summary."""
+                 progress: bool = False, trajectories_path: str | None = None) -> pd.DataFrame:
+    """Load the model once, steer it on the held-out split with the attribution table's units
+    (gamma grid, deletion curve, mean ablation, temperature control), and write the rows
+    (parquet), the summary (csv) and the config + provenance (JSON; default
+    `{out_parquet without .parquet}.json`), each atomically. Returns the summary.
+    `trajectories_path` (the steered model's attribution trajectories) gives the units' mean
+    activations for mode 'mean' and mean_ablation."""
     from ipg.attribution.table import read_attribution
     from ipg.models.load import load_model
     from ipg.provenance import provenance
@@ -326,9 +382,12 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     if unknown:
         raise IPGError(f"unknown steering param(s) {unknown}; allowed: {sorted(STEERING_DEFAULTS)}")
     p = {**STEERING_DEFAULTS, **params}
-    if p["mode"] != "scale":
-        raise IPGError("run_steering supports mode 'scale' (mean ablation needs dataset means; "
-                       "use evaluate_steering(..., mode='mean', means=...))")
+    if p["mode"] not in ("scale", "mean"):
+        raise IPGError(f"steering param 'mode' = {p['mode']!r}; allowed: scale, mean")
+    wants_means = p["mode"] == "mean" or bool(p["mean_ablation"])
+    if wants_means and not trajectories_path:
+        raise IPGError("steering mode 'mean' / mean_ablation need the units' mean activations: "
+                       "pass trajectories_path (the model's attribution trajectories)")
     prompts = read_prepared(prepared_path, split="heldout")
     if p["n_prompts"]:
         prompts = prompts.head(int(p["n_prompts"]))
@@ -348,29 +407,52 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
                          prompts_per_batch=int(p["prompts_per_batch"]))
     labels = dict(model=Path(model_dir).name, task=task, method=method, granularity=granularity)
     start = time.perf_counter()
-    run = _Runner(model, tokenizer, task, prompts, chat, int(p["samples_per_prompt"]), cfg, sae,
-                  "scale", None, progress)
+    means = None
+    if wants_means:
+        from ipg.intervention import trajectory_means
+        from ipg.trajectories import read_trajectories
+
+        means = trajectory_means(model, read_trajectories(trajectories_path), granularity, sae)
+    G = int(p["samples_per_prompt"])
+    from ipg.checkpoint import ChunkStore, fingerprint  # one chunk per condition x seed
+
+    store = ChunkStore.for_output(out_parquet, fingerprint(
+        [model_dir, prepared_path, attribution_path, *sae_dirs, *([trajectories_path] if
+         wants_means else [])], task=task, chat=chat, params=p))
+    run = _Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, p["mode"],
+                  means if p["mode"] == "mean" else None, progress, store)
+    mean_run = (_Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, "mean", means, progress,
+                        store) if p["mean_ablation"] and p["mode"] == "scale" else None)
     common = dict(seeds=[int(s) for s in p["seeds"]], labels=labels, _runner=run)
     rows = evaluate_steering(model, tokenizer, task, prompts, scores, granularity,
                              selections=p["selections"], ks=[int(k) for k in p["ks"]],
                              gammas=[float(g) for g in p["gammas"]], per_layer=p["per_layer"],
-                             **common)
+                             mode=p["mode"], **common)
+    extras = _signed_extras(model, tokenizer, task, prompts, scores, granularity, p, run,
+                            mean_run, common)
+    if extras:
+        rows = pd.concat([rows, *extras], ignore_index=True)
     if p["control_temperatures"]:
         rows = pd.concat([rows, temperature_control(model, tokenizer, task, prompts,
                                                     p["control_temperatures"], **common)],
                          ignore_index=True)
-    run.bar.close()
+    for r in (run, mean_run):
+        if r is not None:
+            r.bar.close()
     summary = entropy_matched(summarize(rows))
     seconds = time.perf_counter() - start
     write_table_atomic(rows, out_parquet)
     _write_csv_atomic(summary, out_summary_csv)
     base = summary[summary["selection"] == BASELINE]
     metrics = {"n_rows": len(rows), "n_conditions": len(summary), "seconds": seconds,
-               "sampler_calls": len(run.cache), "n_prompts": len(prompts),
+               "sampler_calls": len(run.cache) + (len(mean_run.cache) if mean_run else 0),
+               "n_prompts": len(prompts),
                "baseline_accuracy": float(base["accuracy"].iloc[0]) if len(base) else None,
                **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
                              "attribution": str(attribution_path), "task": task, "chat": chat,
+                             "trajectories": str(trajectories_path) if wants_means else None,
                              "sae_dirs": [str(d) for d in sae_dirs], **labels, **p})}
     target = metrics_path or str(Path(out_parquet).with_suffix(".json"))
     write_json_atomic(metrics, target)
+    store.clear()
     return summary

@@ -11,8 +11,10 @@ dataset mean m in mode "mean"). For SAE latents the edit keeps the SAE's reconst
 error: x <- x + W_dec[P]^T (f'_P - f_P) (ipg.components.SAELatents.write).
 
 The hook plumbing is ipg.components (scale_units, edit_activations); this module adds the
-input checks, the mean mode, dataset means of units (`activation_means`) and the check that
-a unit set selected on one model fits another (`check_transfer`).
+input checks, the mean mode, dataset means of units (`activation_means` over given inputs,
+`trajectory_means` over a trajectory table: the study's m, every real position of the
+model's attribution trajectories) and the check that a unit set selected on one model fits
+another (`check_transfer`).
 """
 from __future__ import annotations
 
@@ -158,6 +160,48 @@ def activation_means(
         model(input_ids=input_ids, attention_mask=mask)
     n = float(mask.sum())
     return {gran.unit_id(l, i): sums[l][j] / n for l, ix in by_layer.items() for j, i in enumerate(ix)}
+
+
+def trajectory_means(
+    model: nn.Module,
+    trajectories: Any,
+    granularity: str,
+    sae: Any = None,
+    layers: Sequence[int] | None = None,
+    pad_id: int = 0,
+) -> dict[str, Tensor]:
+    """The m of mode "mean" for every unit of a granularity: its mean activation over every
+    real position (prompt and generated tokens, padding excluded) of every trajectory of a
+    trajectory table (the model's attribution trajectories), read through the granularity
+    as the attribution methods read it (ipg.components; the same mean as IPG's baseline
+    'mean' with positions 'all'). One unmodified forward per prompt (its G samples as one
+    batch); unit -> [unit_dim] float64."""
+    import torch
+
+    from ipg.attribution.reference import activation_stats
+    from ipg.attribution.surrogate import build_batch
+
+    for key in ("prompt_id", "prompt_ids", "gen_ids"):
+        if key not in trajectories.columns:
+            raise IPGError(f"trajectory table has no column '{key}' (produced by the trajectory stage)")
+    if len(trajectories) == 0:
+        raise IPGError("trajectory table is empty: no activations to average for mean ablation")
+    gran = get_granularity(granularity, model, sae)
+    layers = gran.select_layers(layers)
+    device = next(model.parameters()).device
+    base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+    def forwards():
+        for _, rows in trajectories.groupby("prompt_id", sort=False):
+            batch = build_batch(list(rows["prompt_ids"].iloc[0]), list(rows["gen_ids"]), device,
+                                pad_id)
+            run = (lambda b=batch: base(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                                        use_cache=False))
+            yield run, batch.attention_mask.bool()
+
+    stats = activation_stats(gran, layers, forwards())
+    return {gran.unit_id(l, i): stats[l][0][i].cpu() for l in layers
+            for i in range(gran.unit_shape(l)[0])}
 
 
 def check_transfer(units: Sequence[str], source: nn.Module, target: nn.Module,

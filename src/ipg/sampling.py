@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from ipg.checkpoint import ChunkStore, run_chunks
 from ipg.errors import IPGError
 
 
@@ -29,7 +31,7 @@ class SamplingConfig:
     temperature: float = 1.0  # the policy's temperature; log-probs are under this temperature
     max_new_tokens: int = 128  # cap on generated tokens; a trajectory at the cap is `truncated`
     prompts_per_batch: int = 8  # prompts encoded together; the batch holds prompts * G rows
-    seed: int = 0  # sampling seed (a torch.Generator per call: same seed, same tokens)
+    seed: int = 0  # sampling seed (a torch.Generator per batch, from (seed, batch): same tokens)
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -67,9 +69,15 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def _batches(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
+def batch_seed(seed: int, first_prompt: int) -> int:
+    """The generator seed of the batch starting at prompt `first_prompt`: a function of
+    (seed, batch) only, so batches are independent streams. The first batch keeps `seed`
+    itself (a one-batch run samples what it sampled before batches had their own
+    generators); later batches mix (seed, batch) with numpy's SeedSequence."""
+    if first_prompt == 0:
+        return int(seed)
+    state = np.random.SeedSequence([int(seed) % 2**64, int(first_prompt)]).generate_state(2)
+    return int(state[0]) << 31 ^ int(state[1])  # < 2**63: a valid torch seed
 
 
 @torch.no_grad()
@@ -156,11 +164,19 @@ def sample_trajectories(
     n_samples: int,
     cfg: SamplingConfig,
     progress: bool = True,
+    store: ChunkStore | None = None,
 ) -> tuple[list[Trajectory], dict[str, float]]:
     """Sample `n_samples` trajectories for each (already rendered) prompt.
 
-    Returns the trajectories and throughput stats (generated tokens per second, seconds).
+    Batch b (prompts [b * prompts_per_batch, ...)) draws from its own generator seeded by
+    batch_seed(seed, first prompt index), so a batch's tokens do not depend on earlier
+    batches and a run resumed from `store` (chunk = one batch; its chunk_size must be
+    prompts_per_batch) is bitwise identical to an uninterrupted one. Returns the
+    trajectories and throughput stats (generated tokens per second, seconds).
     """
+    if store is not None and store.chunk_size != cfg.prompts_per_batch:
+        raise IPGError(f"sampling store chunk size {store.chunk_size} != prompts_per_batch "
+                       f"{cfg.prompts_per_batch}; build it with chunk_size=prompts_per_batch")
     if n_samples < 1:
         raise IPGError(f"samples per prompt (G) must be >= 1, got {n_samples}")
     if not prompts:
@@ -177,23 +193,28 @@ def sample_trajectories(
                 f"prompt {i} has {len(ids)} tokens + max_new_tokens {cfg.max_new_tokens} > the "
                 f"model's context {limit}; shorten the prompt or lower max_new_tokens"
             )
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+
+    def compute(batch: range) -> dict[str, Any]:  # one batch, its own generator: resumable
+        generator = torch.Generator(device=device).manual_seed(batch_seed(cfg.seed, batch.start))
+        tokens, logprobs, truncated, _, entropies = _sample_batch(
+            model, [encoded[i] for i in batch], n_samples, cfg, eos_ids, pad_id, generator)
+        return {"gen_ids": tokens, "logprob": np.asarray(logprobs, dtype=np.float64),
+                "truncated": truncated, "entropy": np.asarray(entropies, dtype=np.float64)}
+
     trajectories: list[Trajectory] = []
     n_tokens = 0
     start = time.perf_counter()
     bar = tqdm(total=len(prompts) * n_samples, unit="traj", disable=not progress, desc="sampling")
-    for batch in _batches(len(prompts), cfg.prompts_per_batch):
-        batch_ids = [encoded[i] for i in batch]
-        tokens, logprobs, truncated, _, entropies = _sample_batch(
-            model, batch_ids, n_samples, cfg, eos_ids, pad_id, generator
-        )
-        for row, (toks, lp, trunc, ent) in enumerate(zip(tokens, logprobs, truncated, entropies)):
+    for batch, out, _ in run_chunks(store, len(prompts), compute, cfg.prompts_per_batch):
+        rows = zip(out["gen_ids"], out["logprob"].tolist(), out["truncated"], out["entropy"].tolist())
+        for row, (toks, lp, trunc, ent) in enumerate(rows):
             p_index = batch[row // n_samples]
             trajectories.append(
-                Trajectory(p_index, row % n_samples, encoded[p_index], toks, lp, trunc, ent)
+                Trajectory(p_index, row % n_samples, encoded[p_index], list(toks), lp, bool(trunc), ent)
             )
             n_tokens += len(toks)
-        bar.update(len(tokens))
+        bar.update(len(out["gen_ids"]))  # resumed batches count too
         elapsed = time.perf_counter() - start
         bar.set_postfix(tok_s=f"{n_tokens / max(elapsed, 1e-9):.0f}")
     bar.close()
@@ -202,4 +223,5 @@ def sample_trajectories(
         "generated_tokens": float(n_tokens),
         "sampling_seconds": elapsed,
         "tokens_per_second": n_tokens / max(elapsed, 1e-9),
+        "resumed_batches": float(store.resumed if store is not None else 0),
     }

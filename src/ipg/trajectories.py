@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ipg.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
 from ipg.outcomes import accuracy_reward, length_reward
 from ipg.sampling import SamplingConfig, sample_trajectories
@@ -37,13 +38,15 @@ def trajectories_for_prompts(
     n_samples: int,
     cfg: SamplingConfig,
     progress: bool = True,
+    store: ChunkStore | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Sample and score `n_samples` trajectories for every row of a prepared task frame."""
+    """Sample and score `n_samples` trajectories for every row of a prepared task frame
+    (resuming from `store`'s saved batches, ipg.checkpoint)."""
     from ipg.models.load import render_prompt
 
     task = get_task(task_name)
     rendered = [render_prompt(tokenizer, p, chat) for p in prepared["prompt"]]
-    trajs, stats = sample_trajectories(model, tokenizer, rendered, n_samples, cfg, progress)
+    trajs, stats = sample_trajectories(model, tokenizer, rendered, n_samples, cfg, progress, store)
     eos_ids = set()
     for t in trajs:
         if not t.truncated:
@@ -154,7 +157,10 @@ def run_sampling(
     metrics_path: str,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics."""
+    """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics.
+
+    Progress is saved per batch of prompts in `<table_path>.chunks/` (ipg.checkpoint): a
+    killed run resumes from its last saved batch with identical results."""
     from ipg.models.load import load_model
     from ipg.provenance import provenance
     from ipg.tasks.prepare import read_prepared
@@ -170,13 +176,17 @@ def run_sampling(
         prompts_per_batch=int(sampling.get("prompts_per_batch", 8)),
         seed=seed,
     )
+    key = fingerprint([model_dir, prepared_path], task=task, chat=chat, split=split,
+                      n_prompts=len(prepared), n_samples=n_samples, cfg=cfg.__dict__)
+    store = ChunkStore.for_output(table_path, key, chunk_size=cfg.prompts_per_batch)
     frame, metrics = trajectories_for_prompts(
-        model, tokenizer, prepared, task, chat, n_samples, cfg, progress
+        model, tokenizer, prepared, task, chat, n_samples, cfg, progress, store
     )
     metrics.update(provenance({"model_dir": str(model_dir), "task": task, "split": split,
                                "seed": seed, "samples_per_prompt": n_samples, **cfg.__dict__}))
     write_table_atomic(frame, table_path)
     write_json_atomic(metrics, metrics_path)
+    store.clear()
     return metrics
 
 

@@ -18,7 +18,8 @@ SRC = REPO / "src" / "ipg"
 
 
 def _sources() -> list[Path]:
-    files = sorted(SRC.rglob("*.py"))
+    """The library and the workflow's scripts: everything the study runs."""
+    files = sorted(SRC.rglob("*.py")) + sorted((REPO / "workflow" / "scripts").glob("*.py"))
     assert len(files) > 20
     return files
 
@@ -136,6 +137,7 @@ def test_ui_defaults_to_loopback() -> None:
 
 def test_ui_command_line_binds_loopback(tmp_path, monkeypatch) -> None:
     from ipg import tracking
+    from ipg.tracking import server as ui_server
 
     seen = {}
 
@@ -150,13 +152,61 @@ def test_ui_command_line_binds_loopback(tmp_path, monkeypatch) -> None:
         seen["cmd"], seen["kwargs"] = list(cmd), kwargs
         return FakeProcess()
 
-    monkeypatch.setattr(tracking.subprocess, "Popen", fake_popen)
-    monkeypatch.setattr(tracking, "port_is_free", lambda host, port: True)
+    monkeypatch.setattr(ui_server.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(ui_server, "port_is_free", lambda host, port: True)
     server = tracking.ui(tracking.tracking_uri(tmp_path), port=5999, wait=False)
     cmd = seen["cmd"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert "0.0.0.0" not in cmd and server.url == "http://127.0.0.1:5999"
     assert seen["kwargs"]["start_new_session"] is True
+
+
+# Where a server could be started from: the library, the workflow, the scripts, the Makefile.
+SERVER_SOURCES = ["src", "workflow/scripts", "rules", "scripts", "Snakefile", "Makefile"]
+
+
+def test_no_server_binds_beyond_loopback() -> None:
+    """No source names an all-interfaces address, and every --host / host= default is loopback."""
+    import re
+
+    files = [p for entry in SERVER_SOURCES for p in
+             ((REPO / entry).rglob("*") if (REPO / entry).is_dir() else [REPO / entry])
+             if p.is_file() and p.suffix in ("", ".py", ".smk", ".sh", ".mk")]
+    assert any(p.name == "server.py" for p in files) and any(p.name == "Makefile" for p in files)
+    bad = []
+    for path in files:
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            where = f"{path.relative_to(REPO)}:{n}"
+            if re.search(r"0\.0\.0\.0|\[::\]|INADDR_ANY|host\s*=\s*['\"]::['\"]", line):
+                bad.append(f"{where} {line.strip()}")
+            for m in re.finditer(r"(?:--host[\"']?\s*[,= ]\s*|\bhost\s*[:=]\s*(?:str\s*=\s*)?)"
+                                 r"[\"']([^\"']+)[\"']", line):
+                if m.group(1) not in ("127.0.0.1", "localhost"):
+                    bad.append(f"{where} {line.strip()}")
+            for m in re.finditer(r"--host[ =]([^\s\"',)]+)", line):  # shell: --host 10.0.0.1
+                if m.group(1) not in ("127.0.0.1", "localhost"):
+                    bad.append(f"{where} {line.strip()}")
+    assert not bad, f"a server may bind beyond 127.0.0.1: {bad}"
+
+
+def test_make_mlflow_passes_no_host() -> None:
+    """`make mlflow` runs `ipg ui` with its loopback default (no --host override)."""
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nmlflow:", 1)[1].split("\n\n", 1)[0]
+    assert "ipg ui" in recipe and "--host" not in recipe
+
+
+def test_hub_downloads_no_pickles_or_code() -> None:
+    """Hub checkpoints: weights as safetensors, configs and tokenizers; never *.bin / *.pt /
+    *.pkl (pickles) or *.py (remote code)."""
+    from ipg.models.hub import _wanted
+
+    for name in ("model.safetensors", "model-00001-of-00002.safetensors", "config.json",
+                 "tokenizer.json", "tokenizer_config.json", "merges.txt"):
+        assert _wanted(name), name
+    for name in ("pytorch_model.bin", "model.pt", "optimizer.pth", "data.pkl",
+                 "modeling_qwen.py", "tokenization_evil.py", "model.gguf"):
+        assert not _wanted(name), name
 
 
 # -- results_dir stays inside the project ---------------------------------------------------------

@@ -2,7 +2,8 @@
 
 `synthetic_study` writes, under tmp_path, the files the workflow writes: trajectories metrics,
 attribution tables (+ JSON), steering summaries with a planted effect (IPG > Act > random),
-a temperature control, a length-reward method, cross-model transfer, SAE metrics, Snakemake
+a temperature control, a length-reward method, deletion curves (selection "deletion", their
+own k grid), cross-model transfer, SAE metrics, an estimator-sensitivity table, Snakemake
 benchmark TSVs and an engine-benchmark CSV. `minimal_study` is the /tmp/wf2 shape: one model,
 only the length method steered, everything at zero.
 """
@@ -48,7 +49,11 @@ def write_attribution(root: Path, model, task, gran, method, seed) -> None:
     write(att, out / f"{method}.parquet", out / f"{method}.json")
 
 
-def summary_rows(model, task, gran, method, ks=(2, 8), gammas=(0.0, 0.5, 2.0, 5.0), control=False):
+DELETION_KS = (0, 2, 8, 32)
+
+
+def summary_rows(model, task, gran, method, ks=(2, 8), gammas=(0.0, 0.5, 2.0, 5.0), control=False,
+                 deletion_ks=DELETION_KS):
     eff = EFFECT[method]
     rows = [dict(condition="baseline", selection="none", k=0, gamma=1.0, temperature=1.0,
                  accuracy=0.5, length=100.0, entropy=2.0)]
@@ -60,6 +65,9 @@ def summary_rows(model, task, gran, method, ks=(2, 8), gammas=(0.0, 0.5, 2.0, 5.
                 rows.append(dict(condition=f"{sel}/k={k}/gamma={g:g}", selection=sel, k=k, gamma=g,
                                  temperature=1.0, accuracy=0.5 + d, length=100 + dl,
                                  entropy=2.0 - 0.15 * (g - 1)))
+    for k in deletion_ks:  # planted: accuracy falls linearly in k, faster for a larger effect
+        rows.append(dict(condition=f"deletion/k={k}", selection="deletion", k=k, gamma=0.0,
+                         temperature=1.0, accuracy=0.5 - eff * k / 32, length=100.0, entropy=2.0))
     if control:
         for t, acc, h in ((0.5, 0.52, 1.2), (0.7, 0.53, 1.5), (0.85, 0.51, 1.75)):
             rows.append(dict(condition=f"temperature={t}", selection="temperature", k=0, gamma=1.0,
@@ -107,6 +115,11 @@ def synthetic_study(tmp_path) -> Path:
         _json(res / "sae" / m / "metrics.json",
               {"L2": {"layer": 2, "fvu": 0.2, "dead_fraction": 0.05, "n_latents": 256, "k": 16},
                "config_hash": "x"})
+    sens = res / "sensitivity" / "synthA" / "task1" / "neurons.csv"
+    sens.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"variant": ["base", "m8", "baseline_mean"], "spearman": [1.0, 0.97, 0.6],
+                  "jaccard_topk": [1.0, 0.9, 0.4], "completeness_residual": [0.003, 0.02, 0.0],
+                  "wall_seconds": [5.0, 1.5, 5.2]}).to_csv(sens, index=False)
     (root / "benchmarks" / "train_sae.tsv").write_text("s\th:m:s\tmax_rss\n12.0\t0:00:12\t800\n")
     bench = root / "reports" / "bench" / "attribution.csv"
     bench.parent.mkdir(parents=True, exist_ok=True)

@@ -69,3 +69,18 @@ def test_no_ipg_steered_says_so():
     frame = pd.DataFrame(_rows("act", "act", "accuracy", -0.1, 0.1))
     frame["accuracy_lo"] = frame["accuracy_hi"] = frame["accuracy"]
     assert "no claim" in headline(build_findings(frame))
+
+
+def test_deletion_only_random_draws_count_for_ablation_not_enhancement():
+    """random_s1/s2 evaluated only on the deletion curve (gamma 0) join the ablation pool and
+    the label counts the draws that have data; the enhancement row uses random_s0 alone."""
+    rows = (_rows("ipg", "ipg", "accuracy", -0.3, 0.0) + _rows("random_s0", "random", "accuracy", 0.0, 0.0)
+            + [r for r in _rows("random_s1", "random", "accuracy", -0.2, 0.0, selection="deletion")
+               if r["gamma"] == 0.0])
+    frame = pd.DataFrame(rows)
+    frame["accuracy_lo"], frame["accuracy_hi"] = frame["accuracy"] - 0.05, frame["accuracy"] + 0.05
+    found = build_findings(frame)
+    get = lambda q: found[found["question"].str.startswith(q) & found["versus"].str.startswith("random")]
+    assert get("ablation")["versus"].item() == "random (2 draws)"
+    assert np.isclose(get("ablation")["other"].item(), -0.1)  # mean of 0.0 and -0.2
+    assert get("enhancement")["versus"].item() == "random (1 draw)"

@@ -15,7 +15,9 @@ def test_collect_reads_every_piece(synthetic_study):
     study = collect(synthetic_study / "results", synthetic_study / "reports", synthetic_study / "benchmarks")
     assert len(study.trajectories) == 4 and set(study.sae["model"]) == {"synthA", "synthB"}
     assert set(study.attributions["kind"]) == {"ipg", "act", "random"}
-    assert set(study.steering["selection"]) == {"none", "signed", "bottom", "magnitude", "temperature"}
+    assert set(study.steering["selection"]) == {"none", "signed", "bottom", "magnitude", "temperature",
+                                                "deletion"}
+    assert list(study.sensitivity["variant"]) == ["base", "m8", "baseline_mean"]
     assert (study.steering.loc[study.steering["method"] == "ipg_length", "reward"] == "length").all()
     assert set(study.transfer["source"]) == {"synthA"} and set(study.transfer["model"]) == {"synthB"}
     assert set(study.walltimes["rule"]) == {"attribute", "train_sae"} and len(study.bench) == 3
@@ -69,3 +71,13 @@ def test_inputs_restrict_the_report_to_the_current_results(tmp_path):
     current = load_steering(tmp_path / "results", empty, {(base / "ipg.csv").resolve()})
     assert set(everything["method"]) == {"ipg", "stale"}
     assert set(current["method"]) == {"ipg"}
+
+
+def test_sensitivity_table_and_figure_in_the_report(synthetic_study):
+    reports = synthetic_study / "reports"
+    md = make_report(synthetic_study / "results", reports, synthetic_study / "benchmarks").read_text()
+    table = pd.read_csv(reports / "tables" / "sensitivity.csv")
+    assert list(table["variant"]) == ["base", "baseline_mean", "m8"]
+    assert {"spearman", "jaccard_topk", "completeness_residual", "wall_seconds"} <= set(table.columns)
+    assert (reports / "figures" / "sensitivity.png").exists() and "Estimator sensitivity" in md
+    assert "Study total over its" in md

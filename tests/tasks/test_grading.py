@@ -26,10 +26,37 @@ from ipg.tasks.grading import (
         ("x = -4", "-4"),
         ("the roots are 1,2,3", "3"),
         ("in 2024, we had 0.75", "0.75"),
+        # a stated number, then its justification in words: the number alone
+        ("The answer is 3, since 4 - 1 = 3.", "3"),
+        ("So the answer is **7** because 3 + 4 = 7", "7"),
+        ("The answer is 1,000 dollars.", "1,000"),
+        ("The answer is 1, 2, 3.", "1, 2, 3"),  # a list stays whole
+        # "answer to <the problem> is" marks the answer too (SmolLM2's usual phrasing)
+        ("The final answer to this arithmetic problem is 8 and can be represented as 1 + 5 =.", "8"),
+        ("The answer to the given problem is -12, which is 0 - 4 - 8.", "-12"),
+        ("The final answer to the given arithmetic problem is 2.", "2"),
     ],
 )
 def test_extract_final_answer(completion: str, expected: str) -> None:
     assert extract_final_answer(completion) == expected
+
+
+@pytest.mark.parametrize(
+    "completion, gold, correct",
+    [
+        # math_verify read the restated question "1 + 5" as the answer: 8 was graded as 6
+        ("The final answer to this arithmetic problem is 8 and can be represented as 1 + 5 =.", "6", False),
+        ("The final answer to this arithmetic problem is 8 and can be represented as 1 + 5 =.", "8", True),
+        ("The final answer to this arithmetic problem is 8 and can be represented as 1 + 5 =.", "5", False),
+        ("The answer is 8 and can be represented as 1 + 5 =.", "6", False),
+        # ...and "3, since 4 - 1 = 3" parsed as a set with an equation: a right answer graded wrong
+        ("The answer is 3, since 4 - 1 = 3.", "3", True),
+        ("The answer to the given problem is -12, which is 0 - 4 - 8.", "-12", True),
+        ("The answer to the given problem is -12, which is 0 - 4 - 8.", "8", False),
+    ],
+)
+def test_stated_answer_is_graded_not_its_justification(completion: str, gold: str, correct: bool) -> None:
+    assert grade_math(extract_final_answer(completion), gold) is correct
 
 
 @pytest.mark.parametrize("garbage", ["", "   ", "no digits here", "\\boxed{", "\\boxed{}", None, 42, b"7"])

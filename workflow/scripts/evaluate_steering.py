@@ -1,8 +1,10 @@
 """Snakemake script: steer a model with an attribution table's units on the held-out split.
 
 input: model, data (prepared parquet), attribution (parquet), sae (the SAE root, for the sae
-granularity); params: chat, steering (ks, gammas, selections, seeds, samples_per_prompt,
-n_prompts, temperature, max_new_tokens, prompts_per_batch, control_temperatures);
+granularity), trajectories (the model's attribution trajectories, for mode mean /
+mean_ablation); params: chat, steering (ks, gammas, selections, seeds, samples_per_prompt,
+n_prompts, temperature, max_new_tokens, prompts_per_batch, control_temperatures,
+deletion_ks, mode, mean_ablation, per_layer);
 output: table (rows parquet), summary (csv), metrics (config + provenance JSON).
 """
 from ipg.scripting import run_script
@@ -18,6 +20,7 @@ def main(smk):
         attribution_path=smk.input.attribution, task=smk.wildcards.task, chat=smk.params.chat,
         params=dict(smk.params.steering), out_parquet=smk.output.table,
         out_summary_csv=smk.output.summary, metrics_path=smk.output.metrics, sae_dirs=dirs,
+        trajectories_path=getattr(smk.input, "trajectories", None),
     )
 
 

@@ -1,7 +1,8 @@
 """Snakemake script: render the study's report (reports/report.md, figures/, tables/).
 
 input: every result file the report reads (REPORT_INPUTS); params: results_dir, reports_dir,
-benchmarks_dir, config (the validated config, recorded in report.md with its hash);
+benchmarks_dir, benchmark_files (the current jobs' benchmark TSVs), config (the validated config,
+recorded in report.md with its hash);
 output: md (report.md), findings (tables/findings.csv), figures (directory).
 """
 from ipg.scripting import run_script
@@ -11,7 +12,8 @@ def main(smk):
     from ipg.report import make_report
 
     path = make_report(smk.params.results_dir, smk.params.reports_dir, smk.params.benchmarks_dir,
-                       config=dict(smk.params.config), inputs=list(smk.input))
+                       config=dict(smk.params.config), inputs=list(smk.input),
+                       benchmark_files=list(smk.params.benchmark_files))
     print(f"wrote {path}")
 
 

@@ -35,6 +35,7 @@ from ipg.attribution.surrogate import (
 from ipg.attribution.table import (  # noqa: F401  (re-exported for callers of this module)
     Attribution, make_attribution, read_attribution, select_units, write_attribution,
 )
+from ipg.checkpoint import ChunkStore, run_chunks
 from ipg.components import get_granularity, parse_unit
 from ipg.errors import IPGError
 from ipg.rewards import ADVANTAGES, advantages, group_rewards
@@ -164,8 +165,12 @@ def attribute(
     sae: Any = None,
     progress: bool = True,
     sampler: Sampler | None = None,
+    store: ChunkStore | None = None,
 ) -> Attribution:
-    """IPG scores of every unit of `granularity` (Eq. 3) with per-prompt scores and metrics."""
+    """IPG scores of every unit of `granularity` (Eq. 3) with per-prompt scores and metrics.
+
+    With a `store` (ipg.checkpoint) a rerun resumes from the saved chunks of prompts: a
+    prompt's results depend on it alone (and h', recomputed), so they are bitwise identical."""
     start = time.perf_counter()
     cfg = config or IPGConfig()
     for key in ("prompt_ids", "gen_ids"):
@@ -226,7 +231,8 @@ def attribute(
             stats = activation_stats(gran, layers, stats_forwards())
         base = reference_activations(cfg.baseline, gran, layers, dtype, device, stats, cfg.seed)
         hooks = PathHooks(gran, layers, base)
-        for i in work:
+
+        def one_prompt(i: int) -> None:  # depends on prompt i alone: chunks are resumable
             batch, g = batches[i], len(groups[i])
             hooks.reset()
             if cfg.path == "onpolicy":
@@ -243,7 +249,7 @@ def attribute(
                         bar.update(1)
                 per_prompt[i] = hooks.scores().cpu().numpy()
                 _check_finite(prompt_ids[i], granularity, units, per_prompt[i])
-                continue
+                return
             prefix["now"] = encode_prompt(model, batch) if shared else None
             lp_h, phi_h[i], delta[i] = _offpolicy_prompt(
                 forward, hooks, batch, pos_mask(batch), adv[i, :g].to(device), passes, mode,
@@ -254,6 +260,27 @@ def attribute(
                     groups[i]["logprob"].to_numpy(dtype="float64"))).abs().tolist())
             per_prompt[i] = hooks.scores().cpu().numpy()
             _check_finite(prompt_ids[i], granularity, units, per_prompt[i], phi_h[i], delta[i])
+
+        def compute(items: range) -> dict[str, Any]:  # one chunk of prompts (ipg.checkpoint)
+            n_lp, n_tok, rows = len(lp_diff), len(n_tokens), slice(items.start, items.stop)
+            for i in items:
+                if i in work_set:
+                    one_prompt(i)
+            return {"per_prompt": per_prompt[rows].copy(), "phi_h": phi_h[rows].copy(),
+                    "delta": delta[rows].copy(), "lp_diff": np.asarray(lp_diff[n_lp:], float),
+                    "n_tokens": np.asarray(n_tokens[n_tok:], np.int64),
+                    "reward_path": reward_path.copy()}  # cumulative: restored as is
+
+        work_set = set(work)
+        for items, saved, resumed in run_chunks(store, n_prompts, compute):
+            if resumed:  # a chunk of an interrupted run: its saved results, bitwise
+                rows = slice(items.start, items.stop)
+                per_prompt[rows], phi_h[rows], delta[rows] = (
+                    saved["per_prompt"], saved["phi_h"], saved["delta"])
+                lp_diff.extend(saved["lp_diff"].tolist())
+                n_tokens.extend(saved["n_tokens"].tolist())
+                reward_path[:] = saved["reward_path"]
+                bar.update(n_steps // max(len(work), 1) * len(work_set.intersection(items)))
     bar.close()
     return _finish(gran.name, units, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
                    n_tokens, reward_path, alphas, layers, temperature, cfg, start)

@@ -13,7 +13,9 @@
   checking a baseline entry import neither torch nor pandas).
 
 `check_method(entry)` validates an entry {'kind': ..., **params} without a model (config
-checks); `run_attribution` runs one; `rename(att, name)` records a method entry's name
+checks); `run_attribution` runs one (given an ipg.checkpoint store, the long kinds in
+CHUNKED save per-prompt scores per chunk of prompts and resume from them; Eq. 3's mean is
+then taken over all chunks' prompts); `rename(att, name)` records a method entry's name
 (e.g. random_s1) in the table and metrics.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # torch / pandas are imported where used: checking a config s
 
     from ipg.attribution.ipg import IPGConfig
     from ipg.attribution.table import Attribution
+    from ipg.checkpoint import ChunkStore
 
 MethodFn = Callable[["nn.Module", "pd.DataFrame", str, dict, Any, bool], "Attribution"]
 METHODS: Registry[MethodFn] = Registry("attribution method")
@@ -78,10 +81,11 @@ class BaselineConfig:
 
 @METHODS.register("ipg")
 def _ipg(model: nn.Module, trajectories: pd.DataFrame, granularity: str, params: dict,
-         sae: Any = None, progress: bool = True) -> Attribution:
+         sae: Any = None, progress: bool = True, store: ChunkStore | None = None) -> Attribution:
     from ipg.attribution.ipg import IPGConfig, attribute
 
-    return attribute(model, trajectories, granularity, IPGConfig.from_dict(dict(params)), sae, progress)
+    return attribute(model, trajectories, granularity, IPGConfig.from_dict(dict(params)), sae,
+                     progress, store=store)
 
 
 _FIXED = ("reward", "advantage", "eps")  # ig_likelihood: A_j = 1 by construction
@@ -100,12 +104,13 @@ def _ig_likelihood_config(params: dict) -> IPGConfig:
 
 @METHODS.register("ig_likelihood")
 def _ig_likelihood(model: nn.Module, trajectories: pd.DataFrame, granularity: str, params: dict,
-                   sae: Any = None, progress: bool = True) -> Attribution:
+                   sae: Any = None, progress: bool = True,
+                   store: ChunkStore | None = None) -> Attribution:
     from ipg.attribution.ipg import attribute
 
     cfg = _ig_likelihood_config(params)
     ones = trajectories.assign(reward_accuracy=1.0)  # raw advantage of reward 1: A_j = 1
-    att = attribute(model, ones, granularity, cfg, sae, progress)
+    att = attribute(model, ones, granularity, cfg, sae, progress, store=store)
     att.metrics["advantage_used"] = "ones (A_j = 1): IG of the mean log-likelihood"
     return rename(att, "ig_likelihood")
 
@@ -124,6 +129,56 @@ def _baseline(kind: str) -> MethodFn:
 
 for _kind in KEYS:  # act, freq, gxa, contrastive, random (attribution/baselines.py)
     METHODS.add(_kind, _baseline(_kind))
+
+
+def _gxa_chunked(model: nn.Module, trajectories: pd.DataFrame, granularity: str, params: dict,
+                 sae: Any, progress: bool, store: ChunkStore) -> Attribution:
+    """gxa resumable per chunk of prompts: a prompt's gxa scores depend on its trajectories
+    alone, and a one-prompt call returns them in float64 (the mean over one prompt), so the
+    table equals the unchunked gxa's bitwise. loglik_mean is recombined from per-prompt means."""
+    import numpy as np
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ipg.attribution.baselines import gxa
+    from ipg.attribution.ipg import _temperature
+    from ipg.attribution.table import make_attribution
+    from ipg.checkpoint import run_chunks
+
+    cfg = BaselineConfig.from_dict("gxa", dict(params))
+    if trajectories.empty or "prompt_id" not in trajectories.columns:
+        return gxa(model, trajectories, granularity, cfg, sae, progress)  # its one-line error
+    _temperature(cfg, trajectories)  # one temperature for the whole table
+    ids = list(pd.unique(trajectories["prompt_id"]))  # gxa's order: first appearance
+    first: dict[str, Any] = {}
+    bar = tqdm(total=len(ids), desc=f"gxa {granularity}", unit="prompt", disable=not progress)
+
+    def compute(items: range) -> dict[str, Any]:
+        atts = [gxa(model, trajectories[trajectories["prompt_id"] == ids[i]], granularity, cfg,
+                    sae, False) for i in items]
+        first.setdefault("att", atts[0])
+        return {"per_prompt": np.stack([a.scores["score"].to_numpy(np.float64) for a in atts]),
+                "loglik": np.array([a.metrics["loglik_mean"] for a in atts], np.float64),
+                "n": np.array([a.metrics["n_trajectories"] for a in atts], np.int64)}
+
+    parts = []
+    for items, payload, _ in run_chunks(store, len(ids), compute):
+        parts.append(payload)
+        bar.update(len(items))  # resumed chunks count too
+    bar.close()
+    if "att" not in first:  # every chunk resumed: the unit list from one (cheap) prompt
+        first["att"] = gxa(model, trajectories[trajectories["prompt_id"] == ids[0]],
+                           granularity, cfg, sae, False)
+    s, n = first["att"].scores, np.concatenate([p["n"] for p in parts])
+    loglik = np.concatenate([p["loglik"] for p in parts])
+    metrics = {**first["att"].metrics, "n_prompts": len(ids), "n_trajectories": int(n.sum()),
+               "loglik_mean": float((loglik * n).sum() / n.sum()), "resumed_chunks": store.resumed}
+    return make_attribution(s["unit"], s["layer"], s["index"],
+                            np.concatenate([p["per_prompt"] for p in parts]), ids,
+                            str(s["granularity"].iloc[0]), "gxa", metrics)
+
+
+CHUNKED = ("ipg", "ig_likelihood", "gxa")  # the long (gradient) kinds: resumable with a store
 
 
 def rename(att: Attribution, name: str) -> Attribution:
@@ -152,10 +207,18 @@ def check_method(method: Any) -> tuple[str, dict[str, Any]]:
 
 def run_attribution(model: nn.Module, trajectories: pd.DataFrame, granularity: str,
                     method: dict[str, Any], sae: Any = None, progress: bool = True,
-                    name: str | None = None) -> Attribution:
-    """One method entry {'kind': ..., **params} -> Attribution named `name` (default: kind)."""
+                    name: str | None = None, store: ChunkStore | None = None) -> Attribution:
+    """One method entry {'kind': ..., **params} -> Attribution named `name` (default: kind).
+
+    With a `store` (ipg.checkpoint), the CHUNKED kinds save per-prompt scores per chunk of
+    prompts and resume from them (bitwise identical results); other kinds ignore it."""
     kind, params = check_method(method)
-    att = METHODS.get(kind)(model, trajectories, granularity, params, sae, progress)
+    if store is not None and kind == "gxa":
+        att = _gxa_chunked(model, trajectories, granularity, params, sae, progress, store)
+    elif store is not None and kind in CHUNKED:
+        att = METHODS.get(kind)(model, trajectories, granularity, params, sae, progress, store=store)
+    else:
+        att = METHODS.get(kind)(model, trajectories, granularity, params, sae, progress)
     att.metrics["kind"] = kind
     att.metrics.setdefault("n_trajectories", len(trajectories))
     att.metrics.setdefault("params", params)

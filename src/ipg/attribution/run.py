@@ -14,8 +14,9 @@ from typing import Any, Sequence
 import torch
 
 from ipg.attribution.ipg import IPGConfig, attribute
-from ipg.attribution.methods import check_method, run_attribution
+from ipg.attribution.methods import CHUNKED, check_method, run_attribution
 from ipg.attribution.table import write_attribution
+from ipg.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -52,10 +53,12 @@ def run_ipg(
     device: str = "cpu",
     dtype: str = "float32",
     progress: bool = True,
+    chunk_prompts: int | None = None,
 ) -> dict[str, Any]:
     """Attribute one model on one trajectory table; `params` are IPGConfig keys. Returns metrics."""
     return run_method(model_dir, trajectories_path, granularity, {"kind": "ipg", **params},
-                      parquet_path, metrics_path, sae_dirs, device, dtype, progress, "ipg")
+                      parquet_path, metrics_path, sae_dirs, device, dtype, progress, "ipg",
+                      chunk_prompts)
 
 
 def run_method(
@@ -70,18 +73,32 @@ def run_method(
     dtype: str = "float32",
     progress: bool = True,
     method_name: str | None = None,
+    chunk_prompts: int | None = None,
 ) -> dict[str, Any]:
     """Run one method entry {'kind': ipg | act | freq | gxa | ig_likelihood | contrastive |
-    random, **params} and write its table under `method_name` (default: the kind)."""
+    random, **params} and write its table under `method_name` (default: the kind).
+
+    chunk_prompts: for the long kinds (methods.CHUNKED), save per-prompt scores every that
+    many prompts in `<parquet_path>.chunks/` (ipg.checkpoint), so a killed run resumes from
+    its last chunk with a bitwise identical table; the folder is removed once the table is
+    written. None: no checkpoints."""
     from ipg.provenance import provenance
 
-    check_method(method)  # bad kind or params: one line before loading anything
+    kind, _ = check_method(method)  # bad kind or params: one line before loading anything
+    store = None
+    if chunk_prompts is not None and kind in CHUNKED:
+        key = fingerprint([model_dir, trajectories_path, *sae_dirs], granularity=granularity,
+                          method=dict(method), name=method_name, device=device, dtype=dtype)
+        store = ChunkStore.for_output(parquet_path, key, chunk_size=chunk_prompts)
     model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
-    att = run_attribution(model, trajectories, granularity, dict(method), sae, progress, method_name)
+    att = run_attribution(model, trajectories, granularity, dict(method), sae, progress,
+                          method_name, store)
     att.metrics.update(provenance({
         "model_dir": str(model_dir), "trajectories": str(trajectories_path),
         "granularity": granularity, "dtype": dtype, "method": att.metrics["method"],
         **dict(method),
     }))
     write_attribution(att, parquet_path, metrics_path)
+    if store is not None:
+        store.clear()
     return att.metrics

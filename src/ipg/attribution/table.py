@@ -143,11 +143,13 @@ def select_units(
     k: int,
     mode: Literal["signed", "bottom", "magnitude"] = "signed",
     per_layer: bool = False,
-    strict: bool = False,
+    strict: bool = True,
 ) -> list[str]:
     """The k units with the largest score (signed), smallest (bottom) or largest |score|
     (magnitude); per_layer=True takes k from every layer. Ties keep table order.
-    k larger than the number of units returns them all, or with strict=True is an error."""
+    k larger than the number of units (of the smallest layer, per_layer) is a one-line error
+    naming the granularity, as steering k units of a 4-unit granularity would silently steer
+    4; strict=False returns them all instead (plots that show "up to k")."""
     frame = scores.scores if isinstance(scores, Attribution) else scores
     if mode not in SELECT_MODES:
         raise IPGError(f"unknown selection mode '{mode}'; allowed: {', '.join(SELECT_MODES)}")
@@ -160,7 +162,8 @@ def select_units(
             where = "the smallest layer of the table" if per_layer else "the attribution table"
             gran = ", ".join(map(str, sorted(set(frame.get("granularity", []))))) or "units"
             raise IPGError(f"selection size k={int(k)} is larger than the {n} units of {where} "
-                           f"({gran}); lower k (steering.ks) to at most {n}")
+                           f"({gran}); lower k (steering.ks) to at most {n} for {gran} (the same "
+                           f"bound holds for steering.deletion_ks and sensitivity.top_k)")
     key = {"signed": -frame["score"], "bottom": frame["score"], "magnitude": -frame["score"].abs()}[mode]
     ordered = frame.assign(_key=key.to_numpy()).sort_values("_key", kind="stable")
     if per_layer:

@@ -1,17 +1,23 @@
 """`ipg bench attribution`: the IPG engine's speed, memory and correctness, measured side by side.
 
 On one batch of synthetic trajectories (ipg.bench.workload) of each model, in one run:
-  1. overhead:  IPG time / (m plain frozen-weight forward + backward passes)      <= 1.5
+  1. overhead:  IPG time / (m plain frozen-weight forward + backward passes)      <= 1.0
   2. naive:     a per-(path point, token) loop (ipg.bench.naive) / IPG            >= 20, and
                 their scores agree (an independent correctness check)
   3. captum:    IPG / captum LayerIntegratedGradients (best internal_batch_size)  <= 1
   4. memory:    peak RSS above start as the generation length doubles, fresh
                 process per size (ipg.bench.memory); fitted exponent             <= 1.1
   5. chunk:     time with c path points per batch / time with c = 1; best c
-  6. shared:    positions=all / positions=generated (shared prompt KV cache),
-                prompt = 85% of the tokens                                        >= 3
+  6. shared:    positions=all / positions=generated (shared prompt KV cache):
+                a built model's own trajectories behind a k-shot prompt (bench.fewshot),
+                a random model's synthetic prompt of 85% of the tokens           >= 3
+  7. quadrature: path points and seconds to a median residual < 1%, riemann_mid vs
+                gauss_legendre (bench.quadrature_cost)
+  8. flops:     achieved FLOP/s (counted) over this machine's matmul FLOP/s (bench.flops)
+  9. scaling:   time and peak memory as T, m, N, layers double; exponents (bench.scaling)
 Times are medians of interleaved repetitions (A, B, A, B, ...) after one warm-up, and
-only their ratios are reported: the machine is shared, absolute times are noise.
+only their ratios are reported: the machine is shared, absolute times are noise. Every
+row records the 1-minute load average when it was measured. `benches` picks a subset.
 Every engine run attributes all MLP neurons (granularity "neurons", every layer),
 Gauss-Legendre, zero baseline, leave-one-out advantages.
 Output: a tidy table (one row per measurement), written as CSV, and a figure (plot.py).
@@ -19,6 +25,7 @@ Output: a tidy table (one row per measurement), written as CSV, and a figure (pl
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -26,16 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
+from ipg.bench.scaling import fit_exponent as _fit_exponent
 from ipg.bench.workload import (
-    DEFAULT_MODEL, bench_model, dense_batch, interleaved, plain_passes, synthetic_table,
+    DEFAULT_MODEL, bench_model, dense_batch, interleaved, load_average, plain_passes,
+    synthetic_table,
 )
 
-COLUMNS = ["bench", "variant", "model", "n_traj", "prompt_len", "gen_len", "m", "threads",
-           "value", "unit", "target", "meets_target"]
+COLUMNS = ["bench", "variant", "model", "n_prompts", "n_traj", "prompt_len", "gen_len", "m",
+           "threads", "value", "unit", "target", "meets_target", "load_avg"]
+BENCHES = ("chunk", "overhead", "captum", "naive", "shared", "memory", "quadrature", "flops",
+           "scaling")
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class Profile:
     reps: int = 3
     chunk: tuple[int, int, int, int] = (2, 8, 24, 16)  # m = 16: chunks up to 16
     chunks: tuple[int, ...] = (1, 4, 8, 16)
-    naive: tuple[int, int, int, int] = (2, 8, 24, 4)  # the naive loop must finish
+    naive: tuple[int, int, int, int] = (2, 8, 48, 4)  # T forwards per path point: ratio ~ T
     naive_reps: int = 1
     captum_steps: tuple[int, ...] = (1, 4, 8)  # path points per captum internal batch
     shared: tuple[int, int, int, int] = (2, 136, 24, 8)  # prompt 85% of the tokens
@@ -55,18 +65,29 @@ class Profile:
     memory_shape: tuple[int, int, int] = (4, 16, 2)  # n_traj, prompt_len, m
     memory_plain: bool = True  # also the plain forward + backward (a reference curve)
     memory_workers: int = 4  # concurrent measurement processes (RAM: model + activations each)
+    shots: int = 4  # k-shot prompt of a built model's own trajectories (shared bench)
+    quadrature: tuple[int, int, int, int] = (2, 16, 32, 64)  # n_traj, P, T, largest m tried
+    quadrature_prompts: int = 4  # the residual is a median over prompts
+    quadrature_baseline: str = "zero"
+    scaling: tuple[int, int, int, int] = (2, 16, 32, 4)  # base shape, each dim x 1, 2, 4
+    scaling_memory: bool = True
 
 
 FULL = Profile()
-# Models over LARGE_PARAMS parameters (SmolLM2-135M) on a CPU: smaller shapes, fewer reps.
-LARGE = Profile(main=(2, 8, 16, 4), reps=1, chunk=(2, 8, 16, 4), chunks=(1, 2, 4), naive=(2, 4, 8, 2),
-                captum_steps=(1, 4), shared=(2, 68, 12, 4), memory_shape=(1, 8, 1),
-                memory_plain=False)
+# Models over LARGE_PARAMS parameters (SmolLM2-135M) on a CPU: smaller shapes, same reps.
+# Quadrature: the study's SmolLM2 settings (mean baseline, generated positions: a zero
+# baseline over all 30 MLP layers left a 769% residual at m=16).
+LARGE = Profile(main=(2, 8, 16, 4), reps=3, chunk=(2, 8, 16, 4), chunks=(1, 2, 4), naive=(2, 4, 8, 2),
+                captum_steps=(1, 4), shared=(2, 68, 16, 1), memory_gen=(32, 64, 128),
+                memory_shape=(1, 8, 1), memory_plain=False, memory_workers=2, shots=2,
+                quadrature=(2, 0, 16, 32), quadrature_prompts=2, quadrature_baseline="mean",
+                scaling=(1, 8, 8, 2))
 LARGE_PARAMS = 50e6
 QUICK = Profile(main=(2, 8, 16, 4), reps=1, chunk=(2, 8, 16, 4), chunks=(1, 2, 4),
                 naive=(2, 4, 24, 2), captum_steps=(1, 4), shared=(2, 51, 9, 4),
                 memory_gen=(32, 64, 128), memory_shape=(2, 8, 1), memory_plain=False,
-                memory_workers=3)
+                memory_workers=3, shots=2, quadrature=(2, 8, 8, 16), quadrature_prompts=2,
+                scaling=(2, 8, 8, 2), scaling_memory=False)
 QUICK_MODEL = "random-qwen2-tiny"
 
 
@@ -85,17 +106,13 @@ def _engine(model, table, m: int, chunk: int = 1, positions: str = "all"):
     return lambda: attribute(model, table, "neurons", cfg, progress=False)
 
 
-def _fit_exponent(x: list[float], y: list[float]) -> float:
-    """Slope of log y on log x (least squares): 1 = linear scaling."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
 def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
 
 
-def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None]) -> list[dict]:
-    """Every bench for one model; rows of the tidy table."""
+def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
+                     benches: tuple[str, ...] = BENCHES, results_dir: str = "results") -> list[dict]:
+    """The selected benches for one model; rows of the tidy table."""
     from ipg.bench.captum_ref import captum_ipg
     from ipg.bench.memory import measure
     from ipg.bench.naive import naive_ipg
@@ -104,12 +121,14 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None]) ->
     vocab, threads = model.config.vocab_size, torch.get_num_threads()
     rows: list[dict] = []
 
-    def row(bench, variant, shape, value, unit, target=""):
+    def row(bench, variant, shape, value, unit, target="", n_prompts=1):
         n, p, t, m = shape
-        rows.append(dict(bench=bench, variant=variant, model=label, n_traj=n, prompt_len=p,
-                         gen_len=t, m=m, threads=threads, value=float(value), unit=unit,
-                         target=target, meets_target=meets(float(value), target)))
-        log(f"  {bench:<24} {variant:<28} {value:>10.4g} {unit} {target}")
+        load = load_average()
+        rows.append(dict(bench=bench, variant=variant, model=label, n_prompts=n_prompts, n_traj=n,
+                         prompt_len=p, gen_len=t, m=m, threads=threads, value=float(value),
+                         unit=unit, target=target, meets_target=meets(float(value), target),
+                         load_avg=load))
+        log(f"  {bench:<24} {variant:<28} {value:>10.4g} {unit} {target}  (load {load:.2f})")
 
     def table_of(shape):
         n, p, t, _ = shape
@@ -119,15 +138,18 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None]) ->
     if profile is not QUICK and n_params > LARGE_PARAMS:
         profile = LARGE
     log(f"== {label}: {n_params / 1e6:.1f}M parameters, {threads} threads")
+    on = set(benches)
     # 5. chunk: path points on the batch dimension (first: the other benches use the best)
-    shape = profile.chunk
-    table, m = table_of(shape), shape[3]
-    chunks = [c for c in profile.chunks if c <= m]
-    times = interleaved({c: _engine(model, table, m, c) for c in chunks}, profile.reps)
-    for c in chunks:
-        row("chunk_time", f"chunk={c}", shape, times[c] / times[1], "ratio to chunk=1")
-    best = min(chunks, key=lambda c: times[c])
-    row("chunk_best", "fastest chunk", shape, best, "path points per batch")
+    best = profile.chunk[3] if "chunk" in on else 8
+    if "chunk" in on:
+        shape = profile.chunk
+        table, m = table_of(shape), shape[3]
+        chunks = [c for c in profile.chunks if c <= m]
+        times = interleaved({c: _engine(model, table, m, c) for c in chunks}, profile.reps)
+        for c in chunks:
+            row("chunk_time", f"chunk={c}", shape, times[c] / times[1], "ratio to chunk=1")
+        best = min(chunks, key=lambda c: times[c])
+        row("chunk_best", "fastest chunk", shape, best, "path points per batch")
 
     # 1. overhead over m plain forward + backward passes of the same batch
     shape = profile.main
@@ -136,84 +158,138 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None]) ->
     batch = dense_batch(table)
     fns = {1: _engine(model, table, m, 1), best: _engine(model, table, m, best),
            "plain": lambda: plain_passes(model, batch, m)}
-    times = interleaved(fns, profile.reps)
-    for c in dict.fromkeys([1, best]):
-        row("overhead_vs_backprop", f"chunk={c}" + (" (default)" if c == 1 else " (best)"), shape,
-            times[c] / times["plain"], "ratio", "<= 1.5")
-    att = fns[1]()
-    row("completeness_residual", "chunk=1", shape, att.metrics["completeness_residual"],
-        "relative", "<= 0.05")
+    if "overhead" in on:
+        times = interleaved(fns, profile.reps)
+        for c in dict.fromkeys([1, best]):
+            row("overhead_vs_backprop", f"chunk={c}" + (" (default)" if c == 1 else " (best)"),
+                shape, times[c] / times["plain"], "ratio", "<= 1.0")
+        att = fns[1]()
+        row("completeness_residual", "chunk=1", shape, att.metrics["completeness_residual"],
+            "relative", "<= 0.05")
+
+    # 8. achieved FLOP/s over the machine's dense matmul FLOP/s, same batch as the overhead
+    if "flops" in on:
+        from ipg.bench.flops import flops_rows
+
+        flops_rows({f"ipg (chunk={best})": fns[best], "plain fwd+bwd": fns["plain"]}, shape,
+                   profile.reps, row)
 
     # 3. captum LayerIntegratedGradients, internal_batch_size tuned over a small set
-    g = shape[0]
-    steps = [s for s in profile.captum_steps if s <= m]
-    tune = interleaved({s: (lambda s=s: captum_ipg(model, batch, m, s * g)) for s in steps}, 1)
-    s_best = min(steps, key=lambda s: tune[s])
-    times = interleaved({"engine": fns[best], "captum": lambda: captum_ipg(model, batch, m, s_best * g)},
-                        profile.reps)
-    row("captum_ratio", f"chunk={best}; captum internal_batch_size={s_best * g}", shape,
-        times["engine"] / times["captum"], "ratio", "<= 1.0")
-    got = torch.tensor(att.per_prompt[0], dtype=torch.float64)
-    row("captum_agreement", "max |diff| / max |score|", shape,
-        _rel_error(captum_ipg(model, batch, m, s_best * g), got), "relative", "<= 0.001")
+    if "captum" in on:
+        g = shape[0]
+        steps = [s for s in profile.captum_steps if s <= m]
+        tune = interleaved({s: (lambda s=s: captum_ipg(model, batch, m, s * g)) for s in steps}, 1)
+        s_best = min(steps, key=lambda s: tune[s])
+        times = interleaved({"engine": fns[best],
+                             "captum": lambda: captum_ipg(model, batch, m, s_best * g)}, profile.reps)
+        row("captum_ratio", f"chunk={best}; captum internal_batch_size={s_best * g}", shape,
+            times["engine"] / times["captum"], "ratio", "<= 1.0")
+        got = torch.tensor(fns[1]().per_prompt[0], dtype=torch.float64)
+        row("captum_agreement", "max |diff| / max |score|", shape,
+            _rel_error(captum_ipg(model, batch, m, s_best * g), got), "relative", "<= 0.001")
 
     # 2. the naive loop over path points and generated tokens, on a small case
-    shape_n = profile.naive
-    table_n = table_of(shape_n)
-    batch_n = dense_batch(table_n)
-    engine_n = _engine(model, table_n, shape_n[3], 1)
-    got_n = torch.tensor(engine_n().per_prompt[0], dtype=torch.float64)  # also the warm-up
-    naive = {}
-    times = interleaved({"engine": engine_n,
-                         "naive": lambda: naive.update(s=naive_ipg(model, batch_n, shape_n[3]))},
-                        profile.naive_reps, warmup=False)
-    row("naive_speedup", "naive / engine (chunk=1)", shape_n, times["naive"] / times["engine"],
-        "ratio", ">= 20")
-    row("naive_agreement", "max |diff| / max |score|", shape_n, _rel_error(naive["s"], got_n),
-        "relative", "<= 0.001")
+    if "naive" in on:
+        shape_n = profile.naive
+        table_n = table_of(shape_n)
+        batch_n = dense_batch(table_n)
+        engine_n = _engine(model, table_n, shape_n[3], 1)
+        got_n = torch.tensor(engine_n().per_prompt[0], dtype=torch.float64)  # also the warm-up
+        naive = {}
+        times = interleaved({"engine": engine_n,
+                             "naive": lambda: naive.update(s=naive_ipg(model, batch_n, shape_n[3]))},
+                            profile.naive_reps, warmup=False)
+        row("naive_speedup", "naive / engine (chunk=1)", shape_n, times["naive"] / times["engine"],
+            "ratio", ">= 20")
+        row("naive_agreement", "max |diff| / max |score|", shape_n, _rel_error(naive["s"], got_n),
+            "relative", "<= 0.001")
 
     # 6. shared prompt KV cache (positions=generated) vs positions=all, long prompt
-    shape_s = profile.shared
-    table_s, m_s = table_of(shape_s), shape_s[3]
-    times = interleaved({"all": _engine(model, table_s, m_s, best, "all"),
-                         "generated": _engine(model, table_s, m_s, best, "generated")}, profile.reps)
-    row("shared_prompt_speedup", f"all / generated (chunk={best})", shape_s,
-        times["all"] / times["generated"], "ratio", ">= 3")
+    if "shared" in on:
+        from ipg.bench.fewshot import fewshot_table
+
+        n_s, p_s, t_s, m_s = profile.shared
+        table_s = fewshot_table(spec, label, profile.shots, n_s, t_s, results_dir)
+        what = f"{profile.shots}-shot own trajectories"
+        if table_s is None:
+            table_s, what = table_of(profile.shared), "synthetic prompt"
+        p_s = len(table_s["prompt_ids"].iloc[0])
+        t_s = max(len(g) for g in table_s["gen_ids"])
+        times = interleaved({"all": _engine(model, table_s, m_s, best, "all"),
+                             "generated": _engine(model, table_s, m_s, best, "generated")},
+                            profile.reps)
+        row("shared_prompt_speedup", f"all / generated (chunk={best}; {what})",
+            (len(table_s), p_s, t_s, m_s), times["all"] / times["generated"], "ratio", ">= 3")
+
+    # 7. path points and seconds to a median completeness residual < 1%, per quadrature
+    if "quadrature" in on:
+        from ipg.bench.fewshot import real_table
+        from ipg.bench.quadrature_cost import quadrature_rows
+
+        n_q, p_q, t_q, m_max = profile.quadrature
+        table_q = real_table(spec, label, profile.quadrature_prompts, n_q, t_q, results_dir)
+        if table_q is None:
+            table_q = synthetic_table(vocab, n_q, p_q, t_q, n_prompts=profile.quadrature_prompts)
+        p_q = max(len(x) for x in table_q["prompt_ids"])
+        positions = "generated" if profile.quadrature_baseline == "mean" else "all"
+        quadrature_rows(model, table_q, (n_q, p_q, t_q, m_max), m_max, best, profile.reps,
+                        lambda *a, **k: row(*a, **k, n_prompts=profile.quadrature_prompts),
+                        profile.quadrature_baseline, positions)
+
+    # 9. time and memory as T, m, N and the number of layers double
+    if "scaling" in on:
+        from ipg.bench.scaling import scaling_rows
+
+        scaling_rows(spec, model, profile.scaling, profile.reps, threads, row,
+                     profile.memory_workers, profile.scaling_memory)
 
     # 4. peak memory as the generation length doubles, a fresh process per size
     # (processes run concurrently: each one's peak RSS is its own; no time is compared)
-    n, p, m_mem = profile.memory_shape
-    whats = ("ipg", "plain") if profile.memory_plain else ("ipg",)
-    jobs = [(what, t) for what in whats for t in profile.memory_gen]
-    with ThreadPoolExecutor(max_workers=profile.memory_workers) as pool:
-        results = dict(zip(jobs, pool.map(
-            lambda job: measure(spec, job[0], n, p, job[1], m_mem, threads=threads), jobs)))
-    for what in whats:
-        peaks = []
-        for t in profile.memory_gen:
-            res = results[(what, t)]
-            peaks.append(max(res["peak_mib"] - res["base_mib"], 1e-3))
-            row("peak_memory", f"{what} T={t}", (n, p, t, m_mem), peaks[-1], "MiB above start")
-        row("memory_exponent", what, (n, p, max(profile.memory_gen), m_mem),
-            _fit_exponent(list(profile.memory_gen), peaks), "exponent of T",
-            "<= 1.1" if what == "ipg" else "")
+    if "memory" in on:
+        n, p, m_mem = profile.memory_shape
+        whats = ("ipg", "plain") if profile.memory_plain else ("ipg",)
+        jobs = [(what, t) for what in whats for t in profile.memory_gen]
+        with ThreadPoolExecutor(max_workers=profile.memory_workers) as pool:
+            results = dict(zip(jobs, pool.map(
+                lambda job: measure(spec, job[0], n, p, job[1], m_mem, threads=threads), jobs)))
+        for what in whats:
+            peaks = []
+            for t in profile.memory_gen:
+                res = results[(what, t)]
+                peaks.append(max(res["peak_mib"] - res["base_mib"], 1e-3))
+                row("peak_memory", f"{what} T={t}", (n, p, t, m_mem), peaks[-1], "MiB above start")
+            row("memory_exponent", what, (n, p, max(profile.memory_gen), m_mem),
+                _fit_exponent(list(profile.memory_gen), peaks), "exponent of T",
+                "<= 1.1" if what == "ipg" else "")
     return rows
 
 
 def run_bench(models: list[str] | None = None, quick: bool = False, csv_path: str | Path | None = None,
               png_path: str | Path | None = None, threads: int | None = None,
-              log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Run every bench for every model; write the CSV and the figure; return the table."""
+              log: Callable[[str], None] | None = None, benches: list[str] | None = None,
+              results_dir: str = "results") -> pd.DataFrame:
+    """Run the benches (default: all) for every model; write the CSV (after each model) and
+    the figure; return the table."""
+    from ipg.errors import IPGError
+
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if threads:
         torch.set_num_threads(int(threads))
+    unknown = sorted(set(benches or ()) - set(BENCHES))
+    if unknown:
+        raise IPGError(f"unknown bench '{unknown[0]}' (--only); allowed: {', '.join(BENCHES)}")
+    chosen = tuple(b for b in BENCHES if not benches or b in benches)
     profile = QUICK if quick else FULL
     models = models or [QUICK_MODEL if quick else DEFAULT_MODEL]
-    rows = [r for spec in models for r in bench_model_rows(spec, profile, log)]
+    log(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    rows: list[dict] = []
+    for spec in models:
+        rows += bench_model_rows(spec, profile, log, chosen, results_dir)
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        if csv_path:
+            Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(csv_path, index=False)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    if csv_path:
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(csv_path, index=False)
     if png_path:
         from ipg.bench.plot import plot_bench
 

@@ -2,6 +2,7 @@
 
     python -m ipg.bench.memory --model random-qwen2-medium --what ipg --n-traj 4 \
         --prompt-len 16 --gen-len 256 --m 2 --threads 2        # prints one JSON line
+    (--n-prompts k: k prompts of n-traj trajectories each; --model name:L3: 3 layers)
 
 tracemalloc does not see torch's allocator, so the peak resident set size (VmHWM) is read
 from /proc/self/status. It is reset (/proc/self/clear_refs, "5") after the model and the
@@ -45,7 +46,7 @@ def _peak_kib(reset: bool) -> int:
 
 
 def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
-        chunk: int) -> dict:
+        chunk: int, n_prompts: int = 1) -> dict:
     import gc
 
     import torch
@@ -54,7 +55,7 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
     from ipg.bench.workload import bench_model, dense_batch, plain_passes, synthetic_table
 
     model, _ = bench_model(model_spec)
-    table = synthetic_table(model.config.vocab_size, n_traj, prompt_len, gen_len)
+    table = synthetic_table(model.config.vocab_size, n_traj, prompt_len, gen_len, n_prompts=n_prompts)
     batch = dense_batch(table)
     cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None)
     gc.collect()
@@ -72,14 +73,15 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
 
 
 def measure(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
-            chunk: int = 1, threads: int | None = None) -> dict:
+            chunk: int = 1, threads: int | None = None, n_prompts: int = 1) -> dict:
     """Run one measurement in a fresh interpreter; its JSON result."""
     import torch
 
     threads = threads or torch.get_num_threads()
     cmd = [sys.executable, "-m", "ipg.bench.memory", "--model", model_spec, "--what", what,
            "--n-traj", str(n_traj), "--prompt-len", str(prompt_len), "--gen-len", str(gen_len),
-           "--m", str(m), "--chunk", str(chunk), "--threads", str(threads)]
+           "--m", str(m), "--chunk", str(chunk), "--threads", str(threads),
+           "--n-prompts", str(n_prompts)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--m", type=int, default=2)
     p.add_argument("--chunk", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-prompts", type=int, default=1)
     args = p.parse_args(argv)
     from ipg.scripting import set_offline_env
 
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    result = run(args.model, args.what, args.n_traj, args.prompt_len, args.gen_len, args.m, args.chunk)
+    result = run(args.model, args.what, args.n_traj, args.prompt_len, args.gen_len, args.m, args.chunk,
+                 args.n_prompts)
     print(json.dumps(result))
 
 

@@ -1,4 +1,5 @@
-"""The benchmark figure: memory scaling, chunk scaling, and every ratio against its target."""
+"""The benchmark figure: memory vs T, chunk scaling, every ratio against its target, and the
+fitted scaling exponents (time and memory in T, m, N, layers)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,8 @@ RATIOS = {  # bench -> (label, better when)
     "captum_ratio": ("IPG / captum LIG", "lower"),
     "naive_speedup": ("naive loop / IPG", "higher"),
     "shared_prompt_speedup": ("positions all / generated", "higher"),
+    "quadrature_cost": ("midpoint / GL seconds to <1% residual", "higher"),
+    "flops_fraction": ("achieved / matmul FLOP/s", "higher"),
 }
 
 
@@ -23,7 +26,7 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw=dict(width_ratios=[1, 1, 1.25]))
+    fig, axes = plt.subplots(1, 4, figsize=(23, 5), gridspec_kw=dict(width_ratios=[1, 1, 1.25, 1]))
 
     def plain_ticks(ax, xs, log_y: bool = False) -> None:
         ax.set_xticks(xs, labels=[str(x) for x in xs])
@@ -59,7 +62,8 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
 
     # (c) every ratio against its target (log scale)
     rat = frame[frame["bench"].isin(RATIOS)].copy()
-    rat["label"] = [RATIOS[b][0] + (" (chunk=1)" if "default" in v else " (best chunk)" if "best" in v else "")
+    rat["label"] = [RATIOS[b][0] + (" (chunk=1)" if "default" in v else " (best chunk)" if "best" in v
+                                    else f" ({v.split(' (')[0]})" if b == "flops_fraction" else "")
                     for b, v in zip(rat["bench"], rat["variant"])]
     ax = axes[2]
     sns.barplot(data=rat, y="label", x="value", hue="model", ax=ax, orient="h")
@@ -72,6 +76,20 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
     ax.set(xscale="log", xlabel="ratio (log scale; red bar: target)", ylabel="",
            title="(c) Ratios measured side by side")
     ax.legend(fontsize=8, title=None)
+
+    # (d) fitted exponents of time and peak memory per doubled dimension
+    exp = frame[(frame["bench"] == "time_exponent")
+                | ((frame["bench"] == "memory_exponent") & frame["variant"].str.startswith("scaling"))].copy()
+    ax = axes[3]
+    if len(exp):
+        exp["label"] = [("time in " if b == "time_exponent" else "memory in ") + v.split()[-1]
+                        for b, v in zip(exp["bench"], exp["variant"])]
+        sns.barplot(data=exp, y="label", x="value", hue="model", ax=ax, orient="h")
+        ax.legend(fontsize=8, title=None)
+    for x, style in ((0, ":"), (1, "--")):
+        ax.axvline(x, color="grey", ls=style, lw=1)
+    ax.set(xlabel="fitted exponent (1: linear, 0: flat)", ylabel="",
+           title="(d) Scaling as T, m, N, layers double")
 
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

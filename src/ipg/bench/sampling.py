@@ -38,11 +38,11 @@ from unittest import mock
 import pandas as pd
 import torch
 
-from ipg.bench.workload import RANDOM_MODELS
+from ipg.bench.workload import RANDOM_MODELS, load_average
 from ipg.errors import IPGError
 
 COLUMNS = ["bench", "variant", "model", "shapes", "threads", "value", "unit", "target",
-           "meets_target"]
+           "meets_target", "load_avg"]  # load_avg: 1-minute load average when the row was measured
 QUICK_MODELS = ["random-qwen2-tiny"]
 DEFAULT_MODELS = ["random-qwen2-tiny", "organism"]  # organism: only where it is built
 DEFAULT_THREADS = 1  # decoding a small model is latency-bound; threads oversubscribe a shared CPU
@@ -316,7 +316,7 @@ def bench_model_rows(spec: str, profile: Profile, threads: int, log: Callable[[s
     def row(bench, variant, value, unit, target=""):
         rows.append(dict(bench=bench, variant=variant, model=gm.label, shapes=shapes,
                          threads=threads, value=float(value), unit=unit, target=target,
-                         meets_target=meets(float(value), target)))
+                         meets_target=meets(float(value), target), load_avg=load_average()))
         log(f"  {bench:<26} {variant:<40} {value:>10.4g} {unit} {target}")
 
     n_params = sum(x.numel() for x in gm.model.parameters())

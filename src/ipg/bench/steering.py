@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
+from ipg.bench.workload import load_average
 from ipg.bench.sampling import (
     COLUMNS, DEFAULT_THREADS, FULL, QUICK, Profile, Rounds, default_log, forced_tokens,
     format_table, gen_model, meets, resolve_models, write_csv,
@@ -63,7 +64,7 @@ def bench_model_rows(spec: str, profile: Profile, threads: int, log: Callable[[s
     def row(bench, variant, value, unit, target=""):
         rows.append(dict(bench=bench, variant=variant, model=gm.label, shapes=shapes,
                          threads=threads, value=float(value), unit=unit, target=target,
-                         meets_target=meets(float(value), target)))
+                         meets_target=meets(float(value), target), load_avg=load_average()))
         log(f"  {bench:<22} {variant:<44} {value:>10.4g} {unit} {target}")
 
     log(f"== steering {gm.label}: {threads} threads, {shapes}")

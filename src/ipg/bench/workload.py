@@ -1,10 +1,13 @@
 """The benchmark's workload: models, synthetic trajectories, the plain reference, timing.
 
 - `bench_model(spec)`: a random Qwen2 by name (`random-qwen2-medium`, `random-qwen2-tiny`),
-  or a model folder / a model built under results/models (organism, smollm2-135m), frozen.
-- `synthetic_table(...)`: one prompt and its G trajectories of random token ids (fixed
-  prompt / generation length, no padding) with rewards that vary (0, 1, 0, 1, ...), in the
-  trajectory table's schema, so the engine runs exactly as in the study.
+  or a model folder / a model built under results/models (organism, smollm2-135m), frozen;
+  `spec:L{k}` keeps k decoder layers (a random model is built with k, a loaded one is cut
+  to its first k), for the scaling bench.
+- `synthetic_table(...)`: n_prompts prompts, each with G trajectories of random token ids
+  (fixed prompt / generation length, no padding) with rewards that vary (0, 1, 0, 1, ...), in
+  the trajectory table's schema, so the engine runs exactly as in the study.
+- `load_average()`: the 1-minute load average (the machine is shared: recorded per row).
 - `plain_passes(...)`: the reference IPG is compared with: m teacher-forced forward +
   backward passes of the same batch to an input-embedding leaf with frozen parameters,
   computing the log-prob of the sampled tokens (logits of the generated positions only).
@@ -38,13 +41,47 @@ DEFAULT_MODEL = "random-qwen2-medium"
 TEMPERATURE = 1.0
 
 
+def load_average() -> float:
+    """The 1-minute load average (nan where the OS has none)."""
+    import os
+
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return float("nan")
+
+
+def split_layers(spec: str) -> tuple[str, int | None]:
+    """'name:L12' -> ('name', 12); 'name' -> ('name', None)."""
+    name, sep, k = spec.rpartition(":L")
+    if sep and k.isdigit() and int(k) >= 1:
+        return name, int(k)
+    return spec, None
+
+
 def bench_model(spec: str, results_dir: str = "results") -> tuple[nn.Module, str]:
-    """(frozen eval-mode model, label) for a random-model name, a folder or a built model name."""
+    """(frozen eval-mode model, label) for a random-model name, a folder or a built model name,
+    optionally suffixed ':L{k}' (k decoder layers)."""
+    spec, n_layers = split_layers(spec)
     if spec in RANDOM_MODELS:
         from ipg.models.tiny import tiny_random_model
 
-        model, _ = tiny_random_model("qwen2", seed=0, **RANDOM_MODELS[spec])
+        extra = {"num_hidden_layers": n_layers} if n_layers else {}
+        model, _ = tiny_random_model("qwen2", seed=0, **{**RANDOM_MODELS[spec], **extra})
         return model, spec
+    model, label = _load_built(spec, results_dir)
+    if n_layers:
+        layers = model.model.layers
+        if n_layers > len(layers):
+            raise IPGError(f"bench model '{spec}:L{n_layers}': the model has {len(layers)} layers")
+        model.model.layers = nn.ModuleList(list(layers)[:n_layers])
+        model.config.num_hidden_layers = n_layers
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[:n_layers]
+    return model, label
+
+
+def _load_built(spec: str, results_dir: str) -> tuple[nn.Module, str]:
     from ipg.models.load import load_model
 
     path = Path(spec)
@@ -61,16 +98,18 @@ def bench_model(spec: str, results_dir: str = "results") -> tuple[nn.Module, str
 
 
 def synthetic_table(vocab: int, n_traj: int, prompt_len: int, gen_len: int,
-                    seed: int = 0) -> pd.DataFrame:
-    """One prompt with n_traj trajectories of random ids (ids >= 8: no special tokens)."""
+                    seed: int = 0, n_prompts: int = 1) -> pd.DataFrame:
+    """n_prompts prompts with n_traj trajectories each, of random ids (ids >= 8: no special
+    tokens)."""
     gen = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(8, vocab, (prompt_len,), generator=gen).tolist()
     rows = []
-    for j in range(n_traj):
-        ids = torch.randint(8, vocab, (gen_len,), generator=gen).tolist()
-        rows.append(dict(prompt_id="p0", sample_id=j, prompt_ids=prompt, gen_ids=ids,
-                         reward_accuracy=float(j % 2), reward_length=float(gen_len),
-                         temperature=TEMPERATURE))
+    for i in range(n_prompts):
+        prompt = torch.randint(8, vocab, (prompt_len,), generator=gen).tolist()
+        for j in range(n_traj):
+            ids = torch.randint(8, vocab, (gen_len,), generator=gen).tolist()
+            rows.append(dict(prompt_id=f"p{i}", sample_id=j, prompt_ids=prompt, gen_ids=ids,
+                             reward_accuracy=float(j % 2), reward_length=float(gen_len),
+                             temperature=TEMPERATURE))
     return pd.DataFrame(rows)
 
 

@@ -8,8 +8,11 @@ piece gives an empty frame with the documented columns:
 - results/intervention/{m}/{t}/{g}/{method}.csv -> `steering` (one row per condition)
 - results/transfer/{s}__to__{d}/{t}/{g}/{method}.csv -> `transfer` (+ source, target)
 - results/sae/{m}/metrics.json                  -> `sae` (model, layer, fvu, dead_fraction, ...)
+- results/sensitivity/{m}/{t}/{g}.csv           -> `sensitivity` (one row per IPG estimator variant)
 - {reports}/bench/attribution.csv               -> `bench`
-- {benchmarks}/{rule}/**.tsv                    -> `walltimes` (rule, job, s, max_rss)
+- {benchmarks}/{rule}/**.tsv                    -> `walltimes` (rule, job, s, max_rss_mb, end);
+  with the workflow's list of its jobs' benchmark files, only those (stale files of an
+  earlier config are left out). `end` is the file's mtime: Snakemake writes it when the job ends.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward
                        "completeness_residual", "phi_delta", "n_prompts_nonzero_advantage",
                        "wall_seconds", "n_units", "path"]
 STEERING_KEYS = ["model", "task", "granularity", "method"]
+SENSITIVITY_COLUMNS = ["model", "task", "granularity", "variant", "spearman", "jaccard_topk",
+                       "completeness_residual", "wall_seconds"]
 RANDOM_LABEL = "random"  # methods whose name starts with this are draws of the random control
 
 
@@ -39,6 +44,7 @@ class Study:
     sae: pd.DataFrame
     bench: pd.DataFrame
     walltimes: pd.DataFrame
+    sensitivity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SENSITIVITY_COLUMNS))
     notes: list[str] = field(default_factory=list)
 
 
@@ -160,10 +166,28 @@ def load_bench(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",)) -> pd.DataFrame:
-    """Snakemake benchmark files: one row per job (rule = first folder or the file's stem)."""
+def load_sensitivity(results: Path, allowed: set[Path] | None = None) -> pd.DataFrame:
+    """The estimator-sensitivity tables, one row per variant (model, task, granularity added)."""
+    parts = []
+    for path in _found(results / "sensitivity", "*/*/*.csv", allowed):
+        model, task = path.parts[-3:-1]
+        parts.append(pd.read_csv(path).assign(model=model, task=task, granularity=path.stem))
+    if not parts:
+        return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
+    frame = pd.concat(parts, ignore_index=True)
+    rest = [c for c in frame.columns if c not in SENSITIVITY_COLUMNS]
+    return frame.reindex(columns=SENSITIVITY_COLUMNS + rest)
+
+
+def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",),
+                   files: Iterable[str | Path] | None = None) -> pd.DataFrame:
+    """Snakemake benchmark files: one row per job (rule = first folder or the file's stem).
+    `files` (the workflow's jobs' benchmark files) restricts the rows to those."""
+    wanted = None if files is None else {Path(f).resolve() for f in files}
     rows = []
     for path in sorted(benchmarks.rglob("*.tsv")) if benchmarks.exists() else []:
+        if wanted is not None and path.resolve() not in wanted:
+            continue
         rel = path.relative_to(benchmarks)
         rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         if rule in skip:
@@ -176,16 +200,19 @@ def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",)) -> pd.
             continue
         rows.append({"rule": rule, "job": str(rel.with_suffix("")),
                      "s": float(frame["s"].mean()),
-                     "max_rss_mb": float(frame["max_rss"].mean()) if "max_rss" in frame else None})
-    return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss_mb"])
+                     "max_rss_mb": float(frame["max_rss"].mean()) if "max_rss" in frame else None,
+                     "end": path.stat().st_mtime})
+    return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss_mb", "end"])
 
 
 def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
             benchmarks_dir: str | Path = "benchmarks", bench_csv: str | Path | None = None,
-            inputs: Iterable[str | Path] | None = None) -> Study:
+            inputs: Iterable[str | Path] | None = None,
+            benchmark_files: Iterable[str | Path] | None = None) -> Study:
     """Load the results under results_dir (and the bench CSV, benchmark TSVs) into a Study.
     `inputs` (the workflow's list of files) restricts attribution, steering and transfer
-    results to the current config's; without it every file found is used."""
+    results to the current config's, `benchmark_files` the wall times to the current jobs';
+    without them every file found is used."""
     results = Path(results_dir)
     allowed = None if inputs is None else {Path(p).resolve() for p in inputs}
     attributions = load_attributions(results, allowed)
@@ -196,5 +223,32 @@ def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
         transfer=load_transfer(results, attributions, allowed),
         sae=load_sae(results),
         bench=load_bench(Path(bench_csv) if bench_csv else Path(reports_dir) / "bench" / "attribution.csv"),
-        walltimes=load_walltimes(Path(benchmarks_dir)),
+        walltimes=load_walltimes(Path(benchmarks_dir), files=benchmark_files),
+        sensitivity=load_sensitivity(results, allowed),
     )
+
+
+def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = "benchmarks") -> list[str]:
+    """The benchmark files of the study's jobs (the `benchmark:` paths of rules/*.smk, filled
+    from the config's targets), so that the wall-time table leaves out files an earlier config
+    left behind. Rules a config does not define (e.g. without sensitivity functions) add none."""
+    from ipg import config as cfg
+
+    b = str(benchmarks_dir)
+    pairs = cfg.model_task_pairs(config)
+    seeds = sorted({*config["sampling"]["seeds"], config["attribution"].get("trajectory_seed", 0)})
+    out = [f"{b}/prepare_task/{t}.tsv" for t in sorted({t for _, t in pairs})]
+    out += [f"{b}/build_model/{m}.tsv" for m in cfg.models_in_study(config)]
+    out += [f"{b}/sample_trajectories/{m}/{t}/{s}.tsv" for m, t in pairs for s in seeds]
+    out += [f"{b}/summarize_trajectories.tsv", f"{b}/tracking/init_tracking.tsv",
+            f"{b}/tracking/ingest_mlflow.tsv"]
+    out += [f"{b}/train_sae/{e['model']}.tsv" for e in config["study"] if "sae" in e["granularities"]]
+    out += [f"{b}/attribute/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in cfg.attribution_targets(config)]
+    out += [f"{b}/evaluate_steering/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in cfg.steering_targets(config)]
+    out += [f"{b}/evaluate_transfer/{s}__to__{d}/{t}/{g}/{meth}.tsv"
+            for s, d, t, g, meth in cfg.transfer_targets(config)]
+    if hasattr(cfg, "sensitivity_targets") and config.get("sensitivity"):
+        for m, t, g in cfg.sensitivity_targets(config):
+            out.append(f"{b}/sensitivity/{m}/{t}/{g}.tsv")
+            out += [f"{b}/sensitivity_variant/{m}/{t}/{g}/{v}.tsv" for v in cfg.sensitivity_variants(config)]
+    return list(dict.fromkeys(out))

@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ipg.report.plotting import grid, save
+from ipg.report.plotting import facets, grid, save
 from ipg.statistics import expected_random_jaccard, jaccard
 
 FLOOR = 1e-9  # completeness residuals of exactly 0 are drawn here on the log axis
 
 
-def top_sets(attributions: pd.DataFrame, k: int) -> pd.DataFrame:
+def top_sets(attributions: pd.DataFrame, k) -> pd.DataFrame:
     """The signed top-k units of every attribution table: model, task, granularity, method,
-    units (set), layers (list), n_units (candidates)."""
+    k, units (set), layers (list), n_units (candidates), n_layers. `k`: an int, or a function
+    (model, granularity) -> int (the ks differ by granularity)."""
+    k_of = k if callable(k) else (lambda model, granularity: k)
     from ipg.attribution.table import read_attribution, select_units
 
     rows = []
@@ -28,19 +30,27 @@ def top_sets(attributions: pd.DataFrame, k: int) -> pd.DataFrame:
         if not Path(rec.path).exists():
             continue
         scores = read_attribution(rec.path).scores
-        units = select_units(scores, min(k, len(scores)), "signed")
+        k_here = min(int(k_of(rec.model, rec.granularity)), len(scores))
+        units = select_units(scores, k_here, "signed")
         # all-zero scores (e.g. no prompt with a nonzero advantage) select by table order only
         method = rec.method + (" (scores all 0)" if (scores["score"] == 0).all() else "")
         layer_of = dict(zip(scores["unit"], scores["layer"]))
         rows.append({"model": rec.model, "task": rec.task, "granularity": rec.granularity,
-                     "method": method, "units": set(units),
-                     "layers": [int(layer_of[u]) for u in units], "n_units": len(scores)})
-    return pd.DataFrame(rows, columns=["model", "task", "granularity", "method", "units",
-                                       "layers", "n_units"])
+                     "method": method, "k": k_here, "units": set(units),
+                     "layers": [int(layer_of[u]) for u in units], "n_units": len(scores),
+                     "n_layers": int(scores["layer"].max()) + 1})
+    return pd.DataFrame(rows, columns=["model", "task", "granularity", "method", "k", "units",
+                                       "layers", "n_units", "n_layers"])
 
 
-def unit_layers(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
-    """3. Heat map (method x layer) of the fraction of the top-k units in each layer."""
+def _k_label(sets: pd.DataFrame) -> str:
+    ks = sorted(sets["k"].unique())
+    return f"top-{ks[0]}" if len(ks) == 1 else "top-k"
+
+
+def unit_layers(sets: pd.DataFrame, path: Path, k=None) -> Path | str:
+    """3. Heat map (method x layer) of the fraction of the top-k units in each layer; one panel
+    per model x granularity, every layer of the model on the x axis."""
     if sets.empty:
         return "no attribution tables found (results/attribution/*.parquet)"
     rows = [{"model": r.model, "granularity": r.granularity, "task": r.task, "method": r.method,
@@ -51,22 +61,26 @@ def unit_layers(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
     mean = per_task.groupby(["model", "granularity", "method", "layer"]).sum() / \
         frame.groupby(["model", "granularity"])["task"].nunique()
     mean = mean.rename("fraction").reset_index()
-    models, grans = sorted(mean["model"].unique()), sorted(mean["granularity"].unique())
-    fig, axes = grid(models, grans, sharey=False, panel=(4.2, 3.2))
-    for (m, g), ax in axes.items():
+    info = sets.groupby(["model", "granularity"]).agg(n_layers=("n_layers", "max"), k=("k", "max"))
+    keys = sorted(info.index)
+    wide = max(int(info["n_layers"].max()), 1) > 12
+    fig, axes = facets([(m, f"{g}, k = {info.loc[(m, g), 'k']}") for m, g in keys],
+                       ncols=2 if wide else 3, sharey=False, panel=(7.0 if wide else 4.6, 3.4))
+    for (m, g), ax in zip(keys, axes.values()):
         sub = mean[(mean["model"] == m) & (mean["granularity"] == g)]
-        if sub.empty:
-            ax.set_axis_off()
-            continue
-        table = sub.pivot(index="method", columns="layer", values="fraction").fillna(0.0)
-        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=table.shape[1] <= 12,
-                    fmt=".2f", annot_kws={"fontsize": 9}, cbar_kws={"label": "fraction of top-k"})
+        table = sub.pivot(index="method", columns="layer", values="fraction")
+        table = table.reindex(columns=range(int(info.loc[(m, g), "n_layers"]))).fillna(0.0)
+        n_layers = table.shape[1]
+        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=n_layers <= 8,
+                    fmt=".2f", annot_kws={"fontsize": 8}, cbar_kws={"label": "fraction of top-k"},
+                    xticklabels=max(1, n_layers // 10))
         ax.set_xlabel("layer")
         ax.set_ylabel("")  # method names label the rows; a label would hit the colour bar to the left
-    return save(fig, path, f"Where the top-{k} units live (signed selection; mean over tasks)", 0)
+        ax.tick_params(axis="x", rotation=0)
+    return save(fig, path, f"Where the {_k_label(sets)} units live (signed selection; mean over tasks)", 0)
 
 
-def jaccard_tasks(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
+def jaccard_tasks(sets: pd.DataFrame, path: Path, k=None) -> Path | str:
     """4a. Mean Jaccard of the top-k sets across task pairs (same model, granularity, method)."""
     rows = []
     for (m, g, meth), grp in sets.groupby(["model", "granularity", "method"]):
@@ -76,7 +90,7 @@ def jaccard_tasks(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
         n = int(grp["n_units"].min())
         rows.append({"model": m, "granularity": g, "method": meth,
                      "jaccard": float(np.mean([jaccard(a.units, b.units) for a, b in pairs])),
-                     "chance": expected_random_jaccard(n, min(k, n)), "n_pairs": len(pairs)})
+                     "chance": expected_random_jaccard(n, int(grp["k"].min())), "n_pairs": len(pairs)})
     if not rows:
         return "fewer than two tasks per model: no cross-task overlap to show"
     frame = pd.DataFrame(rows)
@@ -89,36 +103,39 @@ def jaccard_tasks(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
         annot = table.map(lambda v: f"{v:.2f}") + "\n(" + chance.map(lambda v: f"{v:.2f}") + ")"
         sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="mako", annot=annot.to_numpy(), fmt="",
                     annot_kws={"fontsize": 8}, cbar_kws={"label": "Jaccard (mean over task pairs)"})
-        ax.set_title(f"{m}\ncell: Jaccard (chance for random top-{k} sets)", fontsize=10)
+        ax.set_title(f"{m}\ncell: Jaccard (chance for random sets of the same k)", fontsize=10)
         ax.set_xlabel("granularity")
         ax.set_ylabel("method")
-    return save(fig, path, f"Overlap of the top-{k} sets across tasks", 0)
+    return save(fig, path, f"Overlap of the {_k_label(sets)} sets across tasks", 0)
 
 
-def jaccard_methods(sets: pd.DataFrame, path: Path, k: int) -> Path | str:
-    """4b. Jaccard between methods' top-k sets (same model, task, granularity)."""
+def jaccard_methods(sets: pd.DataFrame, path: Path, k=None) -> Path | str:
+    """4b. Jaccard between methods' top-k sets (same model, task, granularity); one panel per
+    model · task x granularity with at least two methods."""
     if sets.empty or sets.groupby(["model", "task", "granularity"])["method"].nunique().max() < 2:
         return "fewer than two attribution methods per model/task/granularity"
     sets = sets.assign(row=sets["model"] + " · " + sets["task"])
-    rows, cols = sorted(sets["row"].unique()), sorted(sets["granularity"].unique())
-    n_meth = sets["method"].nunique()
-    side = max(3.4, 0.5 * n_meth + 2.0)
-    fig, axes = grid(rows, cols, sharey=False, panel=(side + 0.8, side))
-    for (r, c), ax in axes.items():
-        sub = sets[(sets["row"] == r) & (sets["granularity"] == c)].set_index("method")
-        if len(sub) < 2:
-            ax.set_axis_off()
-            continue
+    keys = [key for key, grp in sets.groupby(["row", "granularity"]) if grp["method"].nunique() >= 2]
+    n_meth = int(sets.groupby(["row", "granularity"])["method"].nunique().max())
+    side = max(3.6, 0.3 * n_meth + 1.8)
+    titles = []
+    for r, g in keys:
+        sub = sets[(sets["row"] == r) & (sets["granularity"] == g)]
+        n, kk = int(sub["n_units"].min()), int(sub["k"].min())
+        titles.append((r, f"{g}, k = {kk} (chance {expected_random_jaccard(n, min(kk, n)):.2f})"))
+    fig, axes = facets(titles, ncols=3, sharey=False, panel=(side + 1.0, side + 1.0))
+    for (r, g), ax in zip(keys, axes.values()):
+        sub = sets[(sets["row"] == r) & (sets["granularity"] == g)].set_index("method")
         names = list(sub.index)
         mat = pd.DataFrame([[jaccard(sub.loc[a, "units"], sub.loc[b, "units"]) for b in names]
                             for a in names], index=names, columns=names)
-        n = int(sub["n_units"].min())
-        sns.heatmap(mat, ax=ax, vmin=0, vmax=1, cmap="mako", annot=n_meth <= 8, fmt=".2f",
-                    annot_kws={"fontsize": 9}, cbar_kws={"label": "Jaccard"})
-        ax.set_title(f"{r}\n{c} (chance {expected_random_jaccard(n, min(k, n)):.2f})", fontsize=10)
+        sns.heatmap(mat, ax=ax, vmin=0, vmax=1, cmap="mako", annot=len(names) <= 8, fmt=".2f",
+                    annot_kws={"fontsize": 9}, cbar_kws={"label": "Jaccard", "shrink": 0.8},
+                    square=True)
         ax.set_xlabel("")
         ax.set_ylabel("")
-    return save(fig, path, f"Overlap of the top-{k} sets between methods", 0)
+        ax.tick_params(labelsize=8)
+    return save(fig, path, f"Overlap of the {_k_label(sets)} sets between methods", 0)
 
 
 def completeness(attributions: pd.DataFrame, path: Path) -> Path | str:
@@ -158,10 +175,13 @@ def bench_targets(bench: pd.DataFrame, path: Path) -> Path | str:
     frame = frame.assign(ratio=frame["value"].astype(float) / frame["threshold"], label=labels)
     ok = frame["meets_target"].astype(str).str.lower().isin(["true", "1"])
     fig, ax = plt.subplots(figsize=(9.0, 0.6 * len(frame) + 1.8))
-    ax.barh(frame["label"], frame["ratio"], color=np.where(ok, "tab:green", "tab:red"))
+    ratio = frame["ratio"].clip(lower=1e-12)
+    lo = 10 ** np.floor(np.log10(min(float(ratio.min()), 0.5)))
+    ax.barh(frame["label"], ratio - lo, left=lo, color=np.where(ok, "tab:green", "tab:red"))
     ax.axvline(1.0, color="k", lw=1)
-    ax.set_xlim(0, max(1.2, float(frame["ratio"].max()) * 1.1))
-    ax.set_xlabel("value / target threshold (1 = on target)")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, max(2.0, float(ratio.max()) * 2))
+    ax.set_xlabel("value / target threshold (log scale; 1 = on target)")
     ax.tick_params(axis="y", labelsize=8)
     ax.invert_yaxis()
     return save(fig, path, "Engine benchmark vs its targets (green = met, red = missed)", 0)

@@ -35,20 +35,50 @@ def is_random(method: str, kind: str = "") -> bool:
 
 
 def reference_k(frame: pd.DataFrame, config: dict | None = None) -> int | None:
-    """The first configured steering k when it was evaluated, else the smallest k steered."""
+    """The first configured steering k when it was evaluated, else the smallest k steered.
+    steering.ks may be one list or a mapping {granularity: [k, ...]}, and a study entry may
+    override it for its model; both are looked up when `frame` holds one model / granularity."""
     ks = sorted(int(k) for k in frame.loc[frame["selection"].isin(["signed", "bottom", "magnitude"]), "k"].dropna().unique())
     if not ks:
         return None
-    wanted = ((config or {}).get("steering") or {}).get("ks") or []
-    return int(wanted[0]) if wanted and int(wanted[0]) in ks else ks[0]
+    wanted = configured_ks(config, _single(frame, "model"), _single(frame, "granularity"))
+    return wanted[0] if wanted and wanted[0] in ks else ks[0]
+
+
+def _single(frame: pd.DataFrame, column: str) -> str | None:
+    values = frame[column].dropna().unique() if column in frame.columns else []
+    return str(values[0]) if len(values) == 1 else None
+
+
+def configured_ks(config: dict | None, model: str | None = None, granularity: str | None = None) -> list[int]:
+    """The steering ks the config asks for (the model's study-entry override first); [] when
+    they depend on a granularity that is not given."""
+    ks = ((config or {}).get("steering") or {}).get("ks")
+    for entry in (config or {}).get("study") or []:
+        if entry.get("model") == model and ((entry.get("steering") or {}).get("ks")):
+            override = entry["steering"]["ks"]
+            ks = {**ks, **override} if isinstance(ks, dict) and isinstance(override, dict) else override
+    if isinstance(ks, dict):
+        ks = ks.get(granularity) if granularity else None
+    return [int(k) for k in ks or []]
+
+
+def _rows(frame: pd.DataFrame, methods, selection: str, k, gamma) -> pd.DataFrame:
+    """The given methods' rows of one selection, k and gamma. Ablating the signed top-k
+    (gamma 0) is also what a deletion curve does at that k, so "signed" at gamma 0 reads the
+    deletion rows too (one row per method: the signed one where both exist)."""
+    selections = ["signed", "deletion"] if selection == "signed" and gamma == 0 else [selection]
+    rows = frame[frame["method"].isin(list(methods)) & frame["selection"].isin(selections)
+                 & (frame["k"] == k) & np.isclose(frame["gamma"].astype(float), gamma)]
+    order = rows["selection"].map({s: i for i, s in enumerate(selections)})
+    return rows.assign(_order=order).sort_values("_order").drop_duplicates("method").drop(columns="_order")
 
 
 def _value(frame: pd.DataFrame, methods, selection: str, k, gamma, metric: str) -> tuple:
     """(mean, lo, hi) of `metric` (e.g. d_accuracy) over the given methods' matching rows."""
     if gamma is None or k is None:
         return (np.nan,) * 3
-    rows = frame[frame["method"].isin(list(methods)) & (frame["selection"] == selection)
-                 & (frame["k"] == k) & np.isclose(frame["gamma"].astype(float), gamma)]
+    rows = _rows(frame, methods, selection, k, gamma)
     if rows.empty:
         return (np.nan,) * 3
     return (float(rows[metric].mean()), float(rows[f"{metric}_lo"].min()),
@@ -111,7 +141,10 @@ def _group_rows(key: tuple, group: pd.DataFrame, config: dict | None) -> list[di
             g = gamma if has_gamma else None
             a = _value(group, [m], "signed", k, g, "d_accuracy")
             controls = [(a_, [a_]) for a_ in acts] or [("act", [])]
-            controls.append((f"random ({len(randoms)} draws)" if randoms else "random", randoms))
+            drawn = (_rows(group, randoms, "signed", k, g)["method"].nunique()
+                     if g is not None and k is not None else 0)
+            controls.append((f"random ({drawn} draw{'s' * (drawn != 1)})" if drawn else "random",
+                             randoms))
             for label, methods in controls:
                 b = _value(group, methods, "signed", k, g, "d_accuracy")
                 add(m, question, label, g, "d_accuracy", a, b, verdict(a, b, higher))

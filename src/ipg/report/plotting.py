@@ -44,6 +44,29 @@ def grid(rows: list[str], cols: list[str], sharey: bool | str = True, panel=(PAN
     return fig, out
 
 
+def facets(keys: Sequence[tuple], ncols: int = 4, sharey: bool = True, panel=(PANEL_W, PANEL_H),
+           min_width: float = 7.0):
+    """One panel per key that has data (a facet wrap: no empty panels for combinations the
+    study did not run), `ncols` per row; returned as {key: ax}, titled by the key's parts
+    (first part on its own line)."""
+    keys = list(dict.fromkeys(keys))
+    ncols = max(1, min(ncols, len(keys)))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=sharey,
+                             figsize=(max(min_width, panel[0] * ncols + 0.8), panel[1] * nrows + 1.0))
+    flat = [ax for row in axes for ax in row]
+    out = {}
+    for key, ax in zip(keys, flat):
+        parts = [str(p) for p in (key if isinstance(key, tuple) else (key,)) if str(p)]
+        ax.set_title(parts[0] + ("\n" + " · ".join(parts[1:]) if len(parts) > 1 else ""), fontsize=10)
+        if sharey:
+            ax.yaxis.set_tick_params(labelleft=True)
+        out[key] = ax
+    for ax in flat[len(keys):]:
+        fig.delaxes(ax)
+    return fig, out
+
+
 def band(ax, x, y, lo, hi, label, color, linestyle="-", marker="o", shade=True) -> None:
     """A line with markers and a shaded CI band."""
     order = np.argsort(np.asarray(x, dtype=float))

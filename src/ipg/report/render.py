@@ -14,23 +14,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ipg.report import figures_sensitivity as fsens
 from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
 from ipg.report.collect import Study, collect
-from ipg.report.findings import build_findings, headline, reference_k
+from ipg.report.findings import build_findings, configured_ks, headline, reference_k
 
 # name -> (title, caption): the same text as workflow/report/figures.rst (tests check the names)
 CAPTIONS = {
     "steering_gamma": ("Accuracy vs gamma", "Accuracy after multiplying the selected units by gamma (gamma > 1 enhances, < 1 suppresses, 0 ablates; the dotted line at gamma = 1 is the unsteered baseline), per method; solid = top-k by signed score, dashed = bottom-k, dotted = top-k by magnitude; bands (on the signed lines) are 95% bootstrap CIs over prompts and seeds. Look for IPG's signed line falling below Act's and the random sets' at gamma 0 and rising above them at large gamma, and for the bottom-k line moving the other way (importance is not direction)."),
-    "deletion_curves": ("Deletion curves", "Accuracy as the k highest-scoring units (signed) are ablated (gamma = 0); k = 0 is the unsteered model. Random sets are one grey dashed line (mean over draws) whose band is the envelope of the draws' 95% CIs. A good attribution drops accuracy faster than Act and much faster than random sets of the same size."),
-    "unit_layers": ("Where the top units live", "Fraction of each method's top-k units (signed selection, k = the first steering k) in each layer, averaged over tasks. Look for whether IPG and Act concentrate in the same layers, and whether random sets spread evenly (as they should)."),
+    "deletion_curves": ("Deletion curves", "Accuracy as the k highest-scoring units (signed) are ablated (gamma = 0), per method, with 95% CI error bars; k = 0 is the unsteered model and the k axis is logarithmic (each granularity has its own k grid). The random draws are one grey dashed line (their mean) with a grey band (the range of the draws; with a single draw, its 95% CI). A good attribution drops accuracy faster than Act and much faster than random sets of the same size."),
+    "unit_layers": ("Where the top units live", "Fraction of each method's top-k units (signed selection, k = the granularity's first steering k, in each panel's title) in each layer, averaged over tasks. Look for whether IPG and Act concentrate in the same layers, and whether random sets spread evenly (as they should)."),
     "jaccard_tasks": ("Overlap across tasks", "Jaccard overlap of the top-k sets selected on different tasks by the same method (mean over task pairs); in brackets the expected Jaccard of two random sets of the same size. Values well above chance mean the method picks task-general units."),
     "jaccard_methods": ("Overlap between methods", "Jaccard overlap between the top-k sets of different methods (and estimator variants) on the same model, task and granularity; chance in each panel's title. High IPG-Act overlap means IPG adds little beyond activation magnitude; overlap with random draws should sit near chance."),
     "transfer": ("Cross-model transfer", "Paired accuracy change (vs the unsteered target) when units selected on the source model steer the target model, next to the target's own selection at the same k and gamma; error bars are 95% CIs. Transfer works where the purple bar matches the green one in sign and size."),
     "length_steering": ("Length steering", "Reasoning length (top) and accuracy (bottom) after scaling the units selected with the length reward by gamma; gamma = 1 is the unsteered model; 95% CI bands. The prediction: enhancing (gamma > 1) lengthens, suppressing shortens; watch the accuracy cost."),
     "completeness": ("Completeness residuals", "Relative completeness residual, abs(sum_i IPG_i - (Phi(h) - Phi(h'))) / abs(Phi(h) - Phi(h')), of every IPG run, on a log scale, by granularity; the red line is 1%. Large residuals mean too few path points; points at the floor are exactly zero (e.g. no prompt had a nonzero advantage, so there was nothing to attribute)."),
     "bench_targets": ("Engine benchmark vs targets", "Each engine benchmark's value divided by its target threshold (log scale; 1 = on target). For '>=' targets bars right of 1 meet them, for '<=' targets bars left of 1 do; the colour says which way it went."),
-    "sharpening_control": ("Sharpening control", "Accuracy vs mean next-token entropy. The black curve is the unsteered model sampled at the control temperatures (T labels, including the sampling temperature); triangles are steered conditions (up = enhanced, down = suppressed). An enhancement gain is more than sharpening only if its triangle sits above the black curve at the same entropy."),
+    "sensitivity": ("Estimator sensitivity", "For each variant of IPG's estimator (baseline, advantage, samples per prompt G, path points m), its agreement with the study's IPG on the same model, task and granularity: Spearman correlation of the unit scores and Jaccard overlap of the top-k sets (1 = identical), its completeness residual (log scale; red line 1%) and its wall time. Variants near 1 on both agreement panels do not change which units IPG selects."),
+    "sharpening_control": ("Sharpening control", "Accuracy vs mean next-token entropy (log scale). The black curve is the unsteered model sampled at the control temperatures (T labels, including the sampling temperature); triangles are steered conditions (up = enhanced, down = suppressed). An enhancement gain is more than sharpening only if its triangle sits above the black curve at the same entropy."),
 }
 
 
@@ -65,7 +67,25 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
     return {"trajectories": traj[cols].sort_values(cols[:3]) if len(traj) else traj,
             "attribution": att.sort_values(["model", "task", "granularity", "method"]),
             "sae": study.sae[sae_cols] if len(study.sae) else study.sae,
+            "sensitivity": fsens.sensitivity_table(study.sensitivity),
             "walltimes": walltimes}
+
+
+def study_wall_time(walltimes: pd.DataFrame) -> dict[str, float] | None:
+    """The study's total time from its jobs' benchmark files: the sum of job seconds, and the
+    span from the first job's start to the last job's end. A benchmark file is written when its
+    job ends, so end = the file's mtime and start = end - s; the span includes any idle time
+    between separate snakemake invocations (and is wrong if the files were copied or touched)."""
+    if walltimes.empty:
+        return None
+    end = walltimes["end"].astype(float)
+    return {"jobs": len(walltimes), "sum_s": float(walltimes["s"].sum()),
+            "span_s": float(end.max() - (end - walltimes["s"].astype(float)).min())}
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m {seconds % 60:02d}s"
 
 
 def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, Path | str]:
@@ -74,20 +94,26 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
 
     setup()
     fig_dir.mkdir(parents=True, exist_ok=True)
-    k = reference_k(study.steering, config) if len(study.steering) else None
-    k = k or int((((config or {}).get("steering") or {}).get("ks") or [8])[0])
-    sets = fu.top_sets(study.attributions, k)
     steer = study.steering
+
+    def k_of(model: str, granularity: str) -> int:
+        """The reference k of one model x granularity: steered, else configured, else 8."""
+        rows = steer[(steer["model"] == model) & (steer["granularity"] == granularity)] if len(steer) else steer
+        return (reference_k(rows, config) if len(rows) else None) or \
+            (configured_ks(config, model, granularity) or [8])[0]
+
+    sets = fu.top_sets(study.attributions, k_of)
     jobs = {
         "steering_gamma": lambda p: fs.steering_gamma(steer, p, config),
         "deletion_curves": lambda p: fs.deletion_curves(steer, p, config),
-        "unit_layers": lambda p: fu.unit_layers(sets, p, k),
-        "jaccard_tasks": lambda p: fu.jaccard_tasks(sets, p, k),
-        "jaccard_methods": lambda p: fu.jaccard_methods(sets, p, k),
+        "unit_layers": lambda p: fu.unit_layers(sets, p),
+        "jaccard_tasks": lambda p: fu.jaccard_tasks(sets, p),
+        "jaccard_methods": lambda p: fu.jaccard_methods(sets, p),
         "transfer": lambda p: fs.transfer_bars(study.transfer, steer, p, config),
         "length_steering": lambda p: fs.length_steering(steer, p, config),
         "completeness": lambda p: fu.completeness(study.attributions, p),
         "bench_targets": lambda p: fu.bench_targets(study.bench, p),
+        "sensitivity": lambda p: fsens.sensitivity_bars(study.sensitivity, p),
         "sharpening_control": lambda p: fs.sharpening_control(steer, p, config),
     }
     with warnings.catch_warnings():  # constant data (e.g. a CI-sized run) warns about flat axes
@@ -127,11 +153,20 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
         else:
             lines += ["", f"_Skipped: {result}._", ""]
     names = {"trajectories": "Trajectories (unsteered sampling)", "attribution": "Attribution runs",
-             "sae": "SAE quality (held-out FVU, dead latents)", "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
+             "sae": "SAE quality (held-out FVU, dead latents)",
+             "sensitivity": "Estimator sensitivity (each IPG variant vs the study's IPG)",
+             "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
     lines += ["## Tables", ""]
     for name, frame in tabs.items():
-        lines += [f"### {names[name]}", "", md_table(frame) if len(frame) else "_No data._", "",
-                  f"CSV: `tables/{name}.csv`.", ""]
+        lines += [f"### {names[name]}", "", md_table(frame) if len(frame) else "_No data._", ""]
+        total = study_wall_time(study.walltimes) if name == "walltimes" else None
+        if total:
+            lines += [f"Study total over its {total['jobs']} jobs: {_hms(total['sum_s'])} of job time "
+                      f"(sum of the jobs' seconds), {_hms(total['span_s'])} from the first job's start to "
+                      "the last job's end (each benchmark file is written when its job ends: end = its "
+                      "mtime, start = end - s; idle time between separate snakemake runs counts). "
+                      "Only the benchmark files of the current config's jobs are read.", ""]
+        lines += [f"CSV: `tables/{name}.csv`.", ""]
     if config:
         import yaml
 
@@ -141,10 +176,11 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
 
 def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir: str | Path = "benchmarks",
                 config: dict | None = None, bench_csv: str | Path | None = None,
-                inputs: list[str] | None = None) -> Path:
-    """Collect the results, write figures, tables and report.md under reports_dir; return report.md."""
+                inputs: list[str] | None = None, benchmark_files: list[str] | None = None) -> Path:
+    """Collect the results, write figures, tables and report.md under reports_dir; return report.md.
+    `inputs` / `benchmark_files` (the workflow's) restrict what is read to the current config's."""
     reports = Path(reports_dir)
-    study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs)
+    study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs, benchmark_files)
     config = dict(config) if config else None
     findings = build_findings(study.steering, config)
     (reports / "tables").mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Answer extraction and grading shared by every task (the accuracy reward's R(tau)).
 
 - `extract_final_answer`: the last ``\\boxed{...}`` of a completion, else the text after the
-  last "answer is" / "Answer:" / "####", else the last number; None when nothing is found.
+  last "answer is" / "answer to <...> is" / "Answer:" / "####" (only its leading number when
+  words follow it: "3, since 4 - 1 = 3" -> "3"), else the last number; None when nothing is found.
 - `grade_math`: mathematical equivalence with `math_verify` (gold and prediction both parsed,
   then `verify(gold, pred)`), e.g. "1/2" == "\\frac{1}{2}" == "0.5", "1,000" == "1000".
 - `grade_exact`: whitespace/case-normalised string equality, for token answers.
@@ -22,10 +23,16 @@ from typing import Any
 logging.getLogger("latex2sympy2_extended.math_normalization").setLevel(logging.ERROR)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_MARKERS = re.compile(r"(?:answer\s+is\s*:?|answer\s*:|####)", re.IGNORECASE)
+# "answer is", "answer to this problem is" (a short clause, within one sentence), "Answer:", "####"
+_MARKERS = re.compile(
+    r"(?:answer(?:\s+(?:to|for|of)\b[^.\n]{1,60}?)?\s+is\s*:?|answer\s*:|####)", re.IGNORECASE
+)
 # "1,250" is one number (groups of three); "1,2,3" is three
 _NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?|-?\.\d+")
 _TEXT_WRAP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{(.*)\}$", re.DOTALL)
+# a number stated first and then justified in words: "3, since 4 - 1 = 3", "-12 and ...";
+# math_verify would otherwise read an equation of the justification ("1 + 5 =") as the answer
+_LEADING_NUMBER = re.compile(rf"^(?:\*\*|\$)?({_NUMBER.pattern})(?:\*\*|\$)?,?\s+[A-Za-z]")
 
 
 def last_boxed(text: str) -> str | None:
@@ -64,6 +71,9 @@ def _after_marker(text: str) -> str | None:
         # a sentence ends at ". " (a dot followed by a space), not at a decimal point
         line = re.split(r"\.\s", line, maxsplit=1)[0]
         cleaned = _clean(line)
+        leading = _LEADING_NUMBER.match(cleaned)
+        if leading:
+            return leading.group(1)
         if cleaned:
             return cleaned
     return None

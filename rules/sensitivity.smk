@@ -1,0 +1,68 @@
+"""Sensitivity stage (issue 5): IPG re-run on one model / task / granularity with each estimator
+choice changed (baseline h', advantage, samples G, path points m), compared with the base run.
+
+results/sensitivity/{model}/{task}/{granularity}/{variant}.parquet|json   one attribution each
+results/sensitivity/{model}/{task}/{granularity}.csv                      the comparison
+Each variant is its own job with its own params, so editing one variant reruns only it.
+"""
+
+
+def sensitivity_variant_inputs(w):
+    inputs = {
+        "model": f"{RESULTS}/models/{w.model}",
+        "trajectories": f"{RESULTS}/trajectories/{w.model}/{w.task}/{config['attribution']['trajectory_seed']}.parquet",
+    }
+    if w.granularity == "sae":
+        inputs["sae"] = f"{RESULTS}/sae/{w.model}"
+    return inputs
+
+
+def sensitivity_runs(w, ext):
+    return [f"{RESULTS}/sensitivity/{w.model}/{w.task}/{w.granularity}/{v}.{ext}"
+            for v in sensitivity_variants(config)]
+
+
+rule sensitivity_variant:
+    input:
+        unpack(sensitivity_variant_inputs),
+    output:
+        table=RESULTS + "/sensitivity/{model}/{task}/{granularity}/{variant}.parquet",
+        metrics=RESULTS + "/sensitivity/{model}/{task}/{granularity}/{variant}.json",
+    log:
+        "logs/sensitivity_variant/{model}/{task}/{granularity}/{variant}.log",
+    benchmark:
+        "benchmarks/sensitivity_variant/{model}/{task}/{granularity}/{variant}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        ipg=lambda w: canonical(sensitivity_params(config, w.variant)),
+    threads: model_threads
+    wildcard_constraints:
+        variant=r"[^/]+",
+    message:
+        "Sensitivity of IPG on {wildcards.model} / {wildcards.task} / {wildcards.granularity}: variant {wildcards.variant}"
+    script:
+        "../workflow/scripts/sensitivity_variant.py"
+
+
+rule sensitivity:
+    input:
+        tables=lambda w: sensitivity_runs(w, "parquet"),
+        metrics=lambda w: sensitivity_runs(w, "json"),
+    output:
+        summary=RESULTS + "/sensitivity/{model}/{task}/{granularity}.csv",
+        metrics=RESULTS + "/sensitivity/{model}/{task}/{granularity}.json",
+    log:
+        "logs/sensitivity/{model}/{task}/{granularity}.log",
+    benchmark:
+        "benchmarks/sensitivity/{model}/{task}/{granularity}.tsv"
+    conda:
+        "../envs/torch-cpu.yaml"
+    params:
+        variants=lambda w: sensitivity_variants(config),
+        top_k=config["sensitivity"]["top_k"],
+    threads: 1
+    message:
+        "Sensitivity summary of IPG on {wildcards.model} / {wildcards.task} / {wildcards.granularity}: Spearman, top-k Jaccard, residual, time per variant"
+    script:
+        "../workflow/scripts/sensitivity.py"

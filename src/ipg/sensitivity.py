@@ -1,0 +1,166 @@
+"""Sensitivity of IPG to its estimator choices (IPG_METHOD.md: the baseline h' of Eq. 2, the
+advantage A_j of Eq. 1, the number of samples G per prompt, the path points m of the Eq. 2
+quadrature): attribute the same trajectories once per variant and compare with the base run.
+
+    run_variant(model_dir, trajectories_path, "neurons", {"m": 8}, out_parquet, out_json)
+    summarize_sensitivity({"base": (pq, js), "m8": (pq, js)}, top_k=32) -> one row per variant
+
+A variant is IPGConfig keys plus `max_samples_per_prompt` (G: only the first G samples of
+each prompt, by sample_id, are attributed; the leave-one-out advantage needs G >= 2). The
+summary columns (`SUMMARY_COLUMNS`), per variant:
+
+- spearman: Spearman rank correlation of the variant's unit scores with the base's
+  (scipy.stats.spearmanr over every unit; NaN when either score vector is constant);
+- jaccard_topk: |A n B| / |A u B| of the signed top-k sets (ipg.statistics.jaccard), next
+  to chance_jaccard, the expected overlap of two random k-sets of the same units;
+- completeness_residual: |sum_i IPG_i - (Phi(h) - Phi(h'))| / |Phi(h) - Phi(h')| of the run;
+- wall_seconds: the attribution's own wall time (model loading excluded);
+- params: the variant's keys that differ from the base (JSON), n_prompts_nonzero_advantage.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ipg.errors import IPGError
+
+SAMPLES_KEY = "max_samples_per_prompt"  # a variant key handled here, not an IPGConfig key
+SUMMARY_COLUMNS = ["variant", "params", "n_units", "top_k", "spearman", "jaccard_topk",
+                   "chance_jaccard", "completeness_residual", "wall_seconds",
+                   "n_prompts_nonzero_advantage", "samples_per_prompt"]
+
+
+def first_samples(trajectories: pd.DataFrame, g: int) -> pd.DataFrame:
+    """The first g samples (lowest sample_id) of every prompt, in the table's order."""
+    if int(g) != g or g < 1:
+        raise IPGError(f"sensitivity key '{SAMPLES_KEY}' must be an integer >= 1, got {g!r}")
+    for key in ("prompt_id", "sample_id"):
+        if key not in trajectories.columns:
+            raise IPGError(f"trajectory table has no column '{key}' (produced by the trajectory stage)")
+    rank = trajectories.groupby("prompt_id", sort=False)["sample_id"].rank(method="first")
+    return trajectories[rank <= int(g)].reset_index(drop=True)
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """(IPGConfig keys, G or None), with the LOO check: G < 2 leaves no leave-one-out baseline."""
+    ipg = dict(params)
+    g = ipg.pop(SAMPLES_KEY, None)
+    if g is not None and int(g) < 2 and ipg.get("advantage", "loo") == "loo":
+        raise IPGError(f"sensitivity key '{SAMPLES_KEY}' = {g} with the leave-one-out advantage: "
+                       f"LOO needs >= 2 samples per prompt; use >= 2 or advantage: raw")
+    return ipg, (None if g is None else int(g))
+
+
+def run_variant(model_dir: str | os.PathLike, trajectories_path: str | os.PathLike,
+                granularity: str, params: Mapping[str, Any], parquet_path: str | os.PathLike,
+                metrics_path: str | os.PathLike, sae_dirs: Sequence[str | os.PathLike] = (),
+                name: str = "ipg", progress: bool = True) -> dict[str, Any]:
+    """Attribute one variant (IPG, Eqs. 1-3) and write its table + metrics. Returns metrics."""
+    from ipg.attribution.methods import check_method, run_attribution
+    from ipg.attribution.table import write_attribution
+    from ipg.models.load import load_model
+    from ipg.provenance import provenance
+    from ipg.trajectories import read_trajectories
+
+    ipg, g = split_params(params)
+    method = {"kind": "ipg", **ipg}
+    check_method(method)  # a bad IPG key: one line before loading anything
+    trajectories = read_trajectories(trajectories_path)
+    if g is not None:
+        trajectories = first_samples(trajectories, g)
+    model, _ = load_model(model_dir)
+    sae = None
+    if granularity == "sae":
+        from ipg.sae import load_sae
+
+        if not sae_dirs:
+            raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
+        sae = [load_sae(d) for d in sae_dirs]
+    att = run_attribution(model, trajectories, granularity, method, sae, progress, name)
+    att.metrics["samples_per_prompt"] = int(trajectories.groupby("prompt_id").size().max())
+    att.metrics["variant_params"] = dict(params)
+    att.metrics.update(provenance({"model_dir": str(model_dir),
+                                   "trajectories": str(trajectories_path),
+                                   "granularity": granularity, "variant": name, **dict(params)}))
+    write_attribution(att, parquet_path, metrics_path)
+    return att.metrics
+
+
+def _changed(params: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    keys = sorted(k for k in set(params) | set(base) if params.get(k) != base.get(k))
+    return json.dumps({k: params.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def compare(base: pd.DataFrame, other: pd.DataFrame, top_k: int) -> dict[str, float]:
+    """Spearman correlation of the unit scores and Jaccard overlap of the signed top-k sets of
+    two attribution score frames over the same units."""
+    from scipy.stats import spearmanr
+
+    from ipg.attribution.table import select_units
+    from ipg.statistics import expected_random_jaccard, jaccard
+
+    a, b = base.set_index("unit")["score"], other.set_index("unit")["score"]
+    if set(a.index) != set(b.index):
+        raise IPGError("sensitivity variants scored different units; attribute every variant "
+                       "at the same granularity and layers")
+    b = b.reindex(a.index)
+    x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
+    constant = np.ptp(x) == 0 or np.ptp(y) == 0
+    rho = float("nan") if constant else float(spearmanr(x, y).statistic)
+    top_a, top_b = select_units(base, top_k), select_units(other, top_k)
+    return {"spearman": rho, "jaccard_topk": jaccard(top_a, top_b),
+            "chance_jaccard": expected_random_jaccard(len(a), top_k, top_k)}
+
+
+def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]],
+                          top_k: int, base: str = "base") -> pd.DataFrame:
+    """{variant: (table parquet, metrics JSON)} -> one row per variant (the base included,
+    where spearman and jaccard are 1 by definition), columns SUMMARY_COLUMNS."""
+    from ipg.attribution.table import read_attribution
+
+    if base not in runs:
+        raise IPGError(f"sensitivity runs lack the base run {base!r}; got {', '.join(runs)}")
+    tables = {name: read_attribution(pq, js) for name, (pq, js) in runs.items()}
+    ref = tables[base]
+    ref_params = ref.metrics.get("variant_params") or {}
+    rows = []
+    for name, att in tables.items():
+        m = att.metrics
+        rows.append({"variant": name, "params": _changed(m.get("variant_params") or {}, ref_params),
+                     "n_units": len(att.scores), "top_k": int(top_k),
+                     **compare(ref.scores, att.scores, int(top_k)),
+                     "completeness_residual": m.get("completeness_residual"),
+                     "wall_seconds": m.get("wall_seconds"),
+                     "n_prompts_nonzero_advantage": m.get("n_prompts_nonzero_advantage"),
+                     "samples_per_prompt": m.get("samples_per_prompt")})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def write_summary(runs: Mapping[str, tuple[str, str]], top_k: int, out_csv: str | os.PathLike,
+                  metrics_path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """summarize_sensitivity, written atomically as csv (+ a JSON with the rows and provenance)."""
+    import tempfile
+    from pathlib import Path
+
+    from ipg.provenance import provenance
+    from ipg.trajectories import write_json_atomic
+
+    summary = summarize_sensitivity(runs, top_k)
+    out = Path(out_csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        summary.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    if metrics_path:
+        records = json.loads(summary.to_json(orient="records"))
+        write_json_atomic({"variants": records, **provenance({"top_k": top_k, "runs": {
+            k: [str(p) for p in v] for k, v in runs.items()}})}, metrics_path)
+    return summary

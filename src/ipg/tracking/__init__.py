@@ -1,0 +1,43 @@
+"""MLflow tracking of the study: one sqlite store, one experiment, one MLflow run per rule output.
+
+    store.py      where the store lives (mlflow.db, mlartifacts/), init_store, one-line errors
+                  for a locked store or a file of another kind / schema
+    ingestion.py  metrics JSON files -> runs (serial; unchanged runs kept, changed ones replaced)
+    server.py     `mlflow ui` on 127.0.0.1 in its own process group (UIServer.stop ends it all)
+
+The names below are the public interface: `from ipg.tracking import ingest, ui, ...`.
+sqlite allows one writer at a time: nothing here is meant to run in parallel jobs.
+"""
+from __future__ import annotations
+
+from ipg.tracking.ingestion import (
+    KEY_MAX,
+    PARAM_VALUE_MAX,
+    RUN_KEY_TAG,
+    SOURCE_HASH_TAG,
+    flatten_params,
+    ingest,
+    ingest_to_file,
+    init_to_file,
+    run_identity,
+    split_metrics,
+)
+from ipg.tracking.server import UIServer, port_is_free, ui
+from ipg.tracking.store import (
+    ARTIFACTS_DIR,
+    DB_NAME,
+    EXPERIMENT,
+    LOCK_TIMEOUT_S,
+    artifact_root,
+    check_store,
+    db_path,
+    init_store,
+    tracking_uri,
+)
+
+__all__ = [
+    "ARTIFACTS_DIR", "DB_NAME", "EXPERIMENT", "KEY_MAX", "LOCK_TIMEOUT_S", "PARAM_VALUE_MAX",
+    "RUN_KEY_TAG", "SOURCE_HASH_TAG", "UIServer", "artifact_root", "check_store", "db_path",
+    "flatten_params", "ingest", "ingest_to_file", "init_store", "init_to_file", "port_is_free",
+    "run_identity", "split_metrics", "tracking_uri", "ui",
+]

@@ -1,0 +1,88 @@
+"""Figures and tables of ipg.report on SYNTHETIC frames: panels only where data exist, deletion
+curves from their own k grid, per-granularity ks, the sensitivity table, study wall time."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipg.report.collect import load_walltimes, study_benchmarks
+from ipg.report.figures_steering import deletion_curves, deletion_table
+from ipg.report.findings import configured_ks, reference_k
+from ipg.report.plotting import facets
+from ipg.report.render import study_wall_time
+
+from .conftest import DELETION_KS, EFFECT, summary_rows
+
+
+def test_facets_draws_one_panel_per_key_and_no_empty_ones():
+    import matplotlib.pyplot as plt
+
+    fig, axes = facets([("m1", "neurons"), ("m1", "heads"), ("m2", "neurons")], ncols=2)
+    assert list(axes) == [("m1", "neurons"), ("m1", "heads"), ("m2", "neurons")]
+    assert len(fig.axes) == 3 and axes[("m2", "neurons")].get_title() == "m2\nneurons"
+    plt.close(fig)
+
+
+def test_deletion_table_reads_the_deletion_rows_and_their_k_grid():
+    frame = pd.concat([summary_rows("m", "t", "neurons", meth) for meth in ("ipg", "act")])
+    table = deletion_table(frame)
+    ipg = table[table["method"] == "ipg"].sort_values("k")
+    assert list(ipg["k"]) == list(DELETION_KS)  # the curve's own grid, not the gamma grid's ks
+    assert np.allclose(ipg["accuracy"], 0.5 - EFFECT["ipg"] * np.array(DELETION_KS) / 32)
+
+
+def test_deletion_table_falls_back_to_the_grid_and_adds_the_baseline_at_k0():
+    frame = summary_rows("m", "t", "neurons", "ipg", ks=(2, 8), deletion_ks=())
+    table = deletion_table(frame)
+    assert list(table["k"]) == [0, 2, 8]
+    assert table.loc[table["k"] == 0, "accuracy"].item() == 0.5  # the unsteered baseline
+
+
+def test_deletion_curves_skip_cleanly_without_ablations(tmp_path):
+    frame = summary_rows("m", "t", "neurons", "ipg", gammas=(2.0,), deletion_ks=())
+    assert isinstance(deletion_curves(frame, tmp_path / "d.png"), str)
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_per_granularity_and_per_model_ks():
+    config = {"steering": {"ks": {"neurons": [8, 32], "heads": [1, 4]}},
+              "study": [{"model": "small", "steering": {"ks": [16]}}]}
+    assert configured_ks(config, "m", "heads") == [1, 4]
+    assert configured_ks(config, "m", None) == []
+    assert configured_ks(config, "small", "heads") == [16]
+    rows = summary_rows("m", "t", "heads", "ipg", ks=(1, 4), deletion_ks=())
+    assert reference_k(rows, config) == 1
+    assert reference_k(rows.assign(granularity="neurons"), config) == 1  # 8 not steered here
+
+
+def test_walltimes_read_only_the_current_jobs_and_the_study_span(tmp_path):
+    bench = tmp_path / "benchmarks"
+    for name, s, end in (("attribute/a.tsv", 10.0, 1000.0), ("attribute/b.tsv", 30.0, 1100.0),
+                         ("sample_trajectories/stale.tsv", 99.0, 50.0)):
+        path = bench / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:01\t100\n")
+        os.utime(path, (end, end))
+    current = [bench / "attribute/a.tsv", bench / "attribute/b.tsv"]
+    assert len(load_walltimes(bench)) == 3
+    wt = load_walltimes(bench, files=current)
+    assert set(wt["job"]) == {"attribute/a", "attribute/b"}
+    total = study_wall_time(wt)
+    assert total["sum_s"] == pytest.approx(40.0)
+    assert total["span_s"] == pytest.approx(1100.0 - (1000.0 - 10.0))  # first start to last end
+
+
+def test_study_benchmarks_follow_the_config():
+    import yaml
+
+    from ipg.config import validate_config
+
+    config = validate_config(yaml.safe_load(open("config/test.yaml")))
+    files = study_benchmarks(config, "B")
+    assert "B/summarize_trajectories.tsv" in files and len(files) == len(set(files))
+    m, t = config["study"][0]["model"], config["study"][0]["tasks"][0]
+    assert f"B/build_model/{m}.tsv" in files
+    assert any(f.startswith(f"B/attribute/{m}/{t}/") for f in files)

@@ -1,0 +1,19 @@
+"""Snakemake script: attribute one sensitivity variant (IPG with some estimator choice changed).
+
+input: model, trajectories (parquet), sae (the SAE root, for the sae granularity);
+params: ipg (IPGConfig keys + max_samples_per_prompt); output: table (parquet), metrics (JSON).
+"""
+from ipg.scripting import run_script
+
+
+def main(smk):
+    from ipg.sae.run import sae_dirs
+    from ipg.sensitivity import run_variant
+
+    dirs = sae_dirs(smk.input.sae) if smk.wildcards.granularity == "sae" else ()
+    run_variant(smk.input.model, smk.input.trajectories, smk.wildcards.granularity,
+                dict(smk.params.ipg), smk.output.table, smk.output.metrics, sae_dirs=dirs,
+                name=smk.wildcards.variant, progress=False)
+
+
+run_script(snakemake, main)  # noqa: F821 - injected by Snakemake
