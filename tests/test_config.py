@@ -143,7 +143,7 @@ def test_sensitivity_section():
                         "base": {"reward": "length"}, "variants": {"m8": {"m": 8}, "G2": {"max_samples_per_prompt": 2}}},
     })
     assert sensitivity_targets(config) == [("tiny-qwen2", "chain_sum", "heads")]
-    assert sensitivity_variants(config) == ["base", "m8", "G2"]
+    assert sensitivity_variants(config) == ["base", "G2", "m8"]
     # granularity, then model overrides, then base, then the variant
     assert sensitivity_params(config, "base") == {"max_residual": None, "baseline": "mean", "m": 16,
                                                   "reward": "length"}

@@ -350,8 +350,9 @@ def sensitivity_targets(config: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def sensitivity_variants(config: dict[str, Any]) -> list[str]:
-    """The variant names, the base first."""
-    return [SENSITIVITY_BASE, *config["sensitivity"]["variants"]]
+    """The variant names, the base first, then sorted (a canonical order: reordering the
+    config's variants must not look like a params change to Snakemake)."""
+    return [SENSITIVITY_BASE, *sorted(config["sensitivity"]["variants"])]
 
 
 def sensitivity_params(config: dict[str, Any], variant: str) -> dict[str, Any]:
