@@ -16,7 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
 from ipg.config import (
-    attribution_targets, method_params, model_task_pairs, models_in_study, needs_means,
+    attribution_targets, cross_task_k, cross_task_on, cross_task_targets, method_params, model_task_pairs, models_in_study, needs_means,
     sampling_for, sensitivity_params, sensitivity_targets, sensitivity_variants, steering_params,
     steering_targets, transfer_targets, validate_config,
 )
@@ -44,19 +44,27 @@ STEERING = [f"{RESULTS}/intervention/{m}/{t}/{g}/{meth}" for m, t, g, meth in st
 TRANSFER = [f"{RESULTS}/transfer/{s}__to__{d}/{t}/{g}/{meth}" for s, d, t, g, meth in transfer_targets(config)]
 SAE_MODELS = sorted({e["model"] for e in config["study"] if "sae" in e["granularities"]})
 SENSITIVITY = [f"{RESULTS}/sensitivity/{m}/{t}/{g}.csv" for m, t, g in sensitivity_targets(config)]
+# cross-task overlap (config: cross_task): ordinary attributions, possibly of tasks outside the study
+CROSS_TASK_ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in cross_task_targets(config)]
+CROSS_TASK = [f"{RESULTS}/cross_task/{config['cross_task']['model']}.csv"] if cross_task_on(config) else []
 REPORT_INPUTS = (
     [f"{RESULTS}/metrics/trajectories.json"]
     + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
     + [f"{s}.csv" for s in STEERING + TRANSFER]
     + [f"{RESULTS}/sae/{m}" for m in SAE_MODELS]
     + SENSITIVITY
+    + CROSS_TASK
 )
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
-TRACKED_METRICS = (
+TRACKED_METRICS = list(dict.fromkeys(
     [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
     + [f"{a}.json" for a in ATTRIBUTIONS + STEERING + TRANSFER]
-)
+    # the cross-task stage's own trajectories and attributions (most are the study's already)
+    + [f"{RESULTS}/trajectories/{m}/{t}/{config['attribution']['trajectory_seed']}.json"
+       for m, t, _, _ in cross_task_targets(config)]
+    + [f"{a}.json" for a in CROSS_TASK_ATTRIBUTIONS]
+))
 
 wildcard_constraints:
     model=r"[^/]+",
@@ -77,6 +85,7 @@ include: "rules/sae.smk"
 include: "rules/attribution.smk"
 include: "rules/intervention.smk"
 include: "rules/sensitivity.smk"
+include: "rules/cross_task.smk"
 include: "rules/report.smk"
 include: "rules/bench.smk"
 
@@ -90,4 +99,5 @@ rule all:
         [f"{RESULTS}/models/{m}" for m in MODELS],
         [f"{a}.parquet" for a in ATTRIBUTIONS],
         [f"{a}.csv" for a in STEERING + TRANSFER],
+        CROSS_TASK,
         ["reports/bench/attribution.csv"] if config["bench"]["in_study"] else [],

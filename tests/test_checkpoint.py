@@ -3,44 +3,23 @@ of another key is discarded, clear() removes it; sampling resumed after a kill i
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ipg.checkpoint import ChunkStore, chunk_ranges, fingerprint, run_chunks
 from ipg.sampling import SamplingConfig, sample_trajectories
 
-
-class CharTokenizer:
-    """One token per character, ids 3..; 0 = pad, 1 = eos (as tests/test_sampling.py)."""
-
-    pad_token_id, eos_token_id = 0, 1
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [3 + (ord(c) % 13) for c in text]}
+sys.path.insert(0, str(Path(__file__).parent / "attribution"))
+from tiny_models import CharTokenizer, Killed, kill_after  # noqa: E402
+from tiny_models import tiny_sampler_model as tiny_model  # noqa: E402
 
 
-def tiny_model(seed=0, vocab=16):
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      eos_token_id=1, pad_token_id=0)
-    model = Qwen2ForCausalLM(cfg).eval()
-    model.generation_config.eos_token_id = 1
-    return model.requires_grad_(False)
 
 
-class Killed(Exception):
-    """Stands for SIGKILL: raised from after_save once chunk `at` is on disk."""
-
-
-def kill_after(at: str):
-    def callback(name: str) -> None:
-        if name == at:
-            raise Killed(name)
-    return callback
 
 
 def test_chunk_ranges_cover_every_item_once() -> None:

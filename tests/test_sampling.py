@@ -1,29 +1,18 @@
 """Sampling: stored log-probs are the sampler's, prompt-cache sharing and batch dropping are exact."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ipg.errors import IPGError
 from ipg.sampling import SamplingConfig, sample_trajectories
 
-
-class CharTokenizer:
-    """A stand-in tokenizer: one token per character, ids 3..; 0 = pad, 1 = eos."""
-
-    pad_token_id, eos_token_id = 0, 1
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [3 + (ord(c) % 13) for c in text]}
+sys.path.insert(0, str(Path(__file__).parent / "attribution"))
+from tiny_models import CharTokenizer  # noqa: E402
+from tiny_models import tiny_sampler_model as tiny_model  # noqa: E402
 
 
-def tiny_model(seed=0, vocab=16):
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      eos_token_id=1, pad_token_id=0)
-    model = Qwen2ForCausalLM(cfg).eval()
-    model.generation_config.eos_token_id = 1
-    return model.requires_grad_(False)
 
 
 def teacher_forced_logprob(model, prompt_ids, gen_ids, temperature):

@@ -7,7 +7,8 @@ that names the key and the allowed values.
 
 The rest reads the validated config for the rules: targets of each stage, and the params of
 one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
-`sensitivity_params` for one estimator variant of the sensitivity stage).
+`sensitivity_params` for one estimator variant of the sensitivity stage, `cross_task_targets`
+and `cross_task_k` for the cross-task overlap stage).
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     check_names(config)
     check_steering(config)
     check_sensitivity(config)
+    check_cross_task(config)
     return config
 
 
@@ -390,3 +392,60 @@ def check_sensitivity(config: dict[str, Any]) -> None:
     if SENSITIVITY_BASE in sec["variants"]:
         raise IPGError(f"config error at sensitivity.variants: the name "
                        f"{SENSITIVITY_BASE!r} is reserved for the reference run; rename it")
+
+
+def cross_task_on(config: dict[str, Any]) -> bool:
+    """Whether the cross-task stage runs (cross_task set with a model)."""
+    return bool((config.get("cross_task") or {}).get("model"))
+
+
+def cross_task_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(model, task, granularity, method) attributions the cross-task stage reads, tasks in the
+    config's order; [] when the stage is off. They are ordinary attribution paths: the rules
+    build them with the model's study settings (params are looked up by model)."""
+    if not cross_task_on(config):
+        return []
+    sec = config["cross_task"]
+    return [(sec["model"], t, g, m) for g in sec["granularities"] for m in sec["methods"]
+            for t in sec["tasks"]]
+
+
+def cross_task_k(config: dict[str, Any], granularity: str) -> int:
+    """The top-k of one granularity in the cross-task stage (one int, or per granularity)."""
+    top_k = config["cross_task"]["top_k"]
+    return int(top_k[granularity] if isinstance(top_k, dict) else top_k)
+
+
+def check_cross_task(config: dict[str, Any]) -> None:
+    """The cross-task model must be studied (its settings are its study entry's), its tasks
+    registered (two at least), its methods attribution methods, its sae granularity trained."""
+    from ipg.tasks import TASKS
+
+    if not cross_task_on(config):
+        return
+    sec = config["cross_task"]
+    models = models_in_study(config)
+    if sec["model"] not in models:
+        raise IPGError(f"config error at cross_task.model: model {sec['model']!r} is not in the "
+                       f"study; allowed: {', '.join(models)} (or model: null to skip the stage)")
+    if len(sec["tasks"]) < 2:
+        raise IPGError(f"config error at cross_task.tasks: {len(sec['tasks'])} task(s) given; "
+                       f"name at least two tasks to compare")
+    for j, task in enumerate(sec["tasks"]):
+        if task not in TASKS:
+            raise IPGError(f"config error at cross_task.tasks[{j}]: unknown task {task!r}; "
+                           f"allowed: {', '.join(TASKS.names())}")
+    methods = config["attribution"]["methods"]
+    for j, name in enumerate(sec["methods"]):
+        if name not in methods:
+            raise IPGError(f"config error at cross_task.methods[{j}]: unknown method {name!r}; "
+                           f"allowed (attribution.methods): {', '.join(sorted(methods))}")
+    sae = any(e["model"] == sec["model"] and "sae" in e["granularities"] for e in config["study"])
+    if "sae" in sec["granularities"] and not sae:
+        raise IPGError(f"config error at cross_task.granularities: 'sae' needs the model's SAEs; "
+                       f"add sae to the granularities of {sec['model']!r} in study, or drop it here")
+    if isinstance(sec["top_k"], dict):
+        missing = [g for g in sec["granularities"] if g not in sec["top_k"]]
+        if missing:
+            raise IPGError(f"config error at cross_task.top_k: no k for {', '.join(missing)}; "
+                           f"give one int, or a k for every granularity in cross_task.granularities")

@@ -29,7 +29,6 @@ batched sampler call over all prompts x G samples; identical unit sets are sampl
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -319,18 +318,6 @@ def jaccard_table(sets: Mapping[str, Iterable[str]], n_units: int | None = None)
     return pd.DataFrame(rows, columns=cols)
 
 
-def _write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 STEERING_DEFAULTS: dict[str, Any] = dict(
     ks=[10], gammas=[0.0, 2.0], selections=["signed", "bottom", "magnitude"], seeds=[0],
     samples_per_prompt=4, n_prompts=None, temperature=1.0, max_new_tokens=96,
@@ -376,7 +363,7 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     from ipg.models.load import load_model
     from ipg.provenance import provenance
     from ipg.tasks.prepare import read_prepared
-    from ipg.trajectories import write_json_atomic, write_table_atomic
+    from ipg.trajectories import write_csv_atomic, write_json_atomic, write_table_atomic
 
     unknown = sorted(set(params) - set(STEERING_DEFAULTS))
     if unknown:
@@ -442,7 +429,7 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     summary = entropy_matched(summarize(rows))
     seconds = time.perf_counter() - start
     write_table_atomic(rows, out_parquet)
-    _write_csv_atomic(summary, out_summary_csv)
+    write_csv_atomic(summary, out_summary_csv)
     base = summary[summary["selection"] == BASELINE]
     metrics = {"n_rows": len(rows), "n_conditions": len(summary), "seconds": seconds,
                "sampler_calls": len(run.cache) + (len(mean_run.cache) if mean_run else 0),

@@ -143,22 +143,11 @@ def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.P
 def write_summary(runs: Mapping[str, tuple[str, str]], top_k: int, out_csv: str | os.PathLike,
                   metrics_path: str | os.PathLike | None = None) -> pd.DataFrame:
     """summarize_sensitivity, written atomically as csv (+ a JSON with the rows and provenance)."""
-    import tempfile
-    from pathlib import Path
-
     from ipg.provenance import provenance
-    from ipg.trajectories import write_json_atomic
+    from ipg.trajectories import write_csv_atomic, write_json_atomic
 
     summary = summarize_sensitivity(runs, top_k)
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        summary.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_csv_atomic(summary, out_csv)
     if metrics_path:
         records = json.loads(summary.to_json(orient="records"))
         write_json_atomic({"variants": records, **provenance({"top_k": top_k, "runs": {

@@ -108,6 +108,18 @@ def write_table_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a csv file so that a crash never leaves a half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

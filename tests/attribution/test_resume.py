@@ -14,7 +14,7 @@ from ipg.attribution.methods import CHUNKED, run_attribution
 from ipg.attribution.run import run_method
 from ipg.attribution.table import read_attribution
 from ipg.checkpoint import ChunkStore
-from tiny_models import sample_table
+from tiny_models import Killed, kill_after, sample_table
 
 FAST = {"m": 4, "chunk": 2, "max_residual": None}
 CASES = [  # (kind, params): every chunked kind; ipg with a dataset-mean h' and on heads too
@@ -25,15 +25,6 @@ CASES = [  # (kind, params): every chunked kind; ipg with a dataset-mean h' and 
 ]
 
 
-class Killed(Exception):
-    """Stands for SIGKILL: raised once chunk `at` is on disk."""
-
-
-def kill_after(at: str):
-    def callback(name: str) -> None:
-        if name == at:
-            raise Killed(name)
-    return callback
 
 
 @pytest.fixture(scope="module")

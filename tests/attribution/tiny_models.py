@@ -92,3 +92,38 @@ def sample_table(model: nn.Module, n_prompts: int = 3, G: int = 4, max_new: int 
                 reward_length=float(len(g_ids)), logprob=lp,
                 truncated=g_ids[-1] != EOS, temperature=temperature))
     return pd.DataFrame(rows)
+
+
+# -- the sampler's stand-ins (tests/test_sampling.py, tests/test_checkpoint.py) ------------------
+
+class CharTokenizer:
+    """A stand-in tokenizer: one token per character, ids 3..; 0 = pad, 1 = eos."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [3 + (ord(c) % 13) for c in text]}
+
+
+def tiny_sampler_model(seed: int = 0, vocab: int = 16) -> nn.Module:
+    """A float32 random Qwen2 (2 layers, hidden 32) with eos 1 / pad 0, as the sampler expects."""
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=1, pad_token_id=0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    model.generation_config.eos_token_id = 1
+    return model.requires_grad_(False)
+
+
+# -- interruption (tests/test_checkpoint.py, tests/attribution/test_resume.py) ------------------
+
+class Killed(Exception):
+    """Stands for SIGKILL: raised from a chunk store's after_save once chunk `at` is on disk."""
+
+
+def kill_after(at: str):
+    def callback(name: str) -> None:
+        if name == at:
+            raise Killed(name)
+    return callback

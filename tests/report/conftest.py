@@ -3,7 +3,8 @@
 `synthetic_study` writes, under tmp_path, the files the workflow writes: trajectories metrics,
 attribution tables (+ JSON), steering summaries with a planted effect (IPG > Act > random),
 a temperature control, a length-reward method, deletion curves (selection "deletion", their
-own k grid), cross-model transfer, SAE metrics, an estimator-sensitivity table, Snakemake
+own k grid), cross-model transfer, SAE metrics, an estimator-sensitivity table, a cross-task overlap
+table, Snakemake
 benchmark TSVs and an engine-benchmark CSV. `minimal_study` is the /tmp/wf2 shape: one model,
 only the length method steered, everything at zero.
 """
@@ -120,6 +121,12 @@ def synthetic_study(tmp_path) -> Path:
     pd.DataFrame({"variant": ["base", "m8", "baseline_mean"], "spearman": [1.0, 0.97, 0.6],
                   "jaccard_topk": [1.0, 0.9, 0.4], "completeness_residual": [0.003, 0.02, 0.0],
                   "wall_seconds": [5.0, 1.5, 5.2]}).to_csv(sens, index=False)
+    from ipg.cross_task import write_cross_task  # the stage's own code on the synthetic tables
+
+    targets = [(t, g, meth) for g in GRANS for meth in ("ipg", "act") for t in TASKS]
+    write_cross_task(targets, [res / "attribution" / "synthA" / t / g / f"{meth}.parquet"
+                               for t, g, meth in targets],
+                     {"neurons": 8, "heads": 2}, res / "cross_task" / "synthA.csv")
     (root / "benchmarks" / "train_sae.tsv").write_text("s\th:m:s\tmax_rss\n12.0\t0:00:12\t800\n")
     bench = root / "reports" / "bench" / "attribution.csv"
     bench.parent.mkdir(parents=True, exist_ok=True)

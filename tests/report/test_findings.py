@@ -84,3 +84,23 @@ def test_deletion_only_random_draws_count_for_ablation_not_enhancement():
     assert get("ablation")["versus"].item() == "random (2 draws)"
     assert np.isclose(get("ablation")["other"].item(), -0.1)  # mean of 0.0 and -0.2
     assert get("enhancement")["versus"].item() == "random (1 draw)"
+
+
+def test_every_steered_k_and_gamma_gets_its_rows():
+    """No k or gamma is picked after the fact: 2 ks x (ablation + 2 enhancement gammas)."""
+    rows = []
+    for k in (4, 16):
+        for method, kind in (("ipg", "ipg"), ("act", "act")):
+            for g, d in ((0.0, -0.2), (2.0, 0.1), (5.0, -0.3)):
+                rows.append(dict(model="m", task="t", granularity="neurons", method=method, kind=kind,
+                                 reward="accuracy", selection="signed", k=k, gamma=g, accuracy=0.5 + d,
+                                 entropy=2.0, temperature=1.0, d_accuracy=d, d_accuracy_lo=d - 0.05,
+                                 d_accuracy_hi=d + 0.05))
+    frame = pd.DataFrame(rows)
+    frame["accuracy_lo"], frame["accuracy_hi"] = frame["accuracy"] - 0.05, frame["accuracy"] + 0.05
+    found = build_findings(frame)
+    vs_act = found[found["versus"] == "act"]
+    assert sorted(zip(vs_act["k"], vs_act["gamma"])) == [(4, 0.0), (4, 2.0), (4, 5.0),
+                                                         (16, 0.0), (16, 2.0), (16, 5.0)]
+    sharp = found[found["question"].str.startswith("sharpening")]
+    assert sorted(zip(sharp["k"], sharp["gamma"])) == [(4, 2.0), (4, 5.0), (16, 2.0), (16, 5.0)]

@@ -8,6 +8,7 @@ h' + alpha (h - h'), Eq. 2), then averaged over prompts (Eq. 3):
 One backward per path point (or chunk of path points) gives every unit at every position;
 (h - h') * grad is reduced inside hooks (attribution/path.py). Completeness,
 sum_i IPG_i = Phi(h) - Phi(h'), is measured on every run and enforced (max_residual).
+The bound applies to the residual pooled over prompts, sum_i |err_i| / sum_i |delta_i|.
 
     att = attribute(model, trajectories, "neurons", IPGConfig(reward="accuracy"))
     write_attribution(att, "scores.parquet", "metrics.json")
@@ -368,6 +369,13 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
     offpolicy_like = cfg.path != "onpolicy"
     residual = abs(total - target) / abs(target) if target != 0 else (0.0 if total == 0 else float("inf"))
     per = [abs(sums[i] - delta[i]) / abs(delta[i]) for i in range(n_prompts) if nonzero[i] and delta[i] != 0]
+    # The bound is checked on the pooled residual sum_i |err_i| / sum_i |delta_i| (prompts with an
+    # advantage): the residual of the mean divides by |mean delta|, which is ill-conditioned when
+    # the prompts' Phi(h) - Phi(h') cancel, and one prompt's error can hide another's.
+    used = [i for i in range(n_prompts) if nonzero[i]]
+    scale = float(sum(abs(delta[i]) for i in used))
+    pooled = (float(sum(abs(sums[i] - delta[i]) for i in used)) / scale if scale > 0
+              else (0.0 if all(sums[i] == 0 for i in used) else float("inf")))
     metrics: dict[str, Any] = {
         "method": "ipg", "granularity": granularity, "layers": layers, "n_units": len(units),
         "n_prompts": n_prompts, "n_prompts_nonzero_advantage": n_nonzero,
@@ -376,6 +384,7 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
         "phi_baseline": float((phi_h - delta).mean()) if offpolicy_like else None,
         "phi_delta": target if offpolicy_like else None,
         "completeness_residual": residual if offpolicy_like else None,
+        "completeness_residual_pooled": pooled if offpolicy_like else None,
         "completeness_residual_prompt_median": float(np.median(per)) if per and offpolicy_like else None,
         "completeness_residual_prompt_max": float(np.max(per)) if per and offpolicy_like else None,
         "logprob_max_abs_diff": float(max(lp_diff)) if lp_diff else None,
@@ -390,10 +399,11 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
         warnings.warn(
             f"re-scored log-probs differ from the table's 'logprob' by up to {max(lp_diff):.3g}: "
             "check the temperature and that the model is the sampler's", stacklevel=3)
-    if cfg.path == "offpolicy" and cfg.max_residual is not None and residual > cfg.max_residual:
+    if cfg.path == "offpolicy" and cfg.max_residual is not None and pooled > cfg.max_residual:
         hint = "" if cfg.quadrature == "gauss_legendre" else " or use quadrature gauss_legendre"
         raise IPGError(
-            f"IPG completeness residual {residual:.3g} > max_residual {cfg.max_residual}: raise "
+            f"IPG completeness residual {pooled:.3g} (pooled over prompts) > max_residual "
+            f"{cfg.max_residual}: raise "
             f"config key 'm' (now {cfg.m}){hint}"
         )
     parsed = [parse_unit(u) for u in units]

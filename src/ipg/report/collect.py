@@ -9,6 +9,7 @@ piece gives an empty frame with the documented columns:
 - results/transfer/{s}__to__{d}/{t}/{g}/{method}.csv -> `transfer` (+ source, target)
 - results/sae/{m}/metrics.json                  -> `sae` (model, layer, fvu, dead_fraction, ...)
 - results/sensitivity/{m}/{t}/{g}.csv           -> `sensitivity` (one row per IPG estimator variant)
+- results/cross_task/{m}.csv                    -> `cross_task` (one row per granularity x method x task pair)
 - {reports}/bench/attribution.csv               -> `bench`
 - {benchmarks}/{rule}/**.tsv                    -> `walltimes` (rule, job, s, max_rss_mb, end);
   with the workflow's list of its jobs' benchmark files, only those (stale files of an
@@ -31,6 +32,8 @@ ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward
 STEERING_KEYS = ["model", "task", "granularity", "method"]
 SENSITIVITY_COLUMNS = ["model", "task", "granularity", "variant", "spearman", "jaccard_topk",
                        "completeness_residual", "wall_seconds"]
+CROSS_TASK_COLUMNS = ["model", "granularity", "method", "task_a", "task_b", "k", "n_units",
+                      "n_common", "jaccard", "chance"]
 RANDOM_LABEL = "random"  # methods whose name starts with this are draws of the random control
 
 
@@ -45,6 +48,7 @@ class Study:
     bench: pd.DataFrame
     walltimes: pd.DataFrame
     sensitivity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SENSITIVITY_COLUMNS))
+    cross_task: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROSS_TASK_COLUMNS))
     notes: list[str] = field(default_factory=list)
 
 
@@ -179,6 +183,17 @@ def load_sensitivity(results: Path, allowed: set[Path] | None = None) -> pd.Data
     return frame.reindex(columns=SENSITIVITY_COLUMNS + rest)
 
 
+def load_cross_task(results: Path, allowed: set[Path] | None = None) -> pd.DataFrame:
+    """The cross-task overlap tables (results/cross_task/{model}.csv), model added."""
+    parts = [pd.read_csv(path).assign(model=path.stem)
+             for path in _found(results / "cross_task", "*.csv", allowed)]
+    if not parts:
+        return pd.DataFrame(columns=CROSS_TASK_COLUMNS)
+    frame = pd.concat(parts, ignore_index=True)
+    rest = [c for c in frame.columns if c not in CROSS_TASK_COLUMNS]
+    return frame.reindex(columns=CROSS_TASK_COLUMNS + rest)
+
+
 def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",),
                    files: Iterable[str | Path] | None = None) -> pd.DataFrame:
     """Snakemake benchmark files: one row per job (rule = first folder or the file's stem).
@@ -225,6 +240,7 @@ def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
         bench=load_bench(Path(bench_csv) if bench_csv else Path(reports_dir) / "bench" / "attribution.csv"),
         walltimes=load_walltimes(Path(benchmarks_dir), files=benchmark_files),
         sensitivity=load_sensitivity(results, allowed),
+        cross_task=load_cross_task(results, allowed),
     )
 
 
@@ -251,4 +267,11 @@ def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = "bench
         for m, t, g in cfg.sensitivity_targets(config):
             out.append(f"{b}/sensitivity/{m}/{t}/{g}.tsv")
             out += [f"{b}/sensitivity_variant/{m}/{t}/{g}/{v}.tsv" for v in cfg.sensitivity_variants(config)]
+    if hasattr(cfg, "cross_task_targets") and cfg.cross_task_on(config):
+        model, seed = config["cross_task"]["model"], config["attribution"].get("trajectory_seed", 0)
+        targets = cfg.cross_task_targets(config)
+        out += [f"{b}/prepare_task/{t}.tsv" for _, t, _, _ in targets]
+        out += [f"{b}/sample_trajectories/{model}/{t}/{seed}.tsv" for _, t, _, _ in targets]
+        out += [f"{b}/attribute/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in targets]
+        out.append(f"{b}/cross_task/{model}.tsv")
     return list(dict.fromkeys(out))

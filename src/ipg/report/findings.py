@@ -1,17 +1,17 @@
 """The findings table: does IPG's selection beat the controls, decided by confidence intervals.
 
 For every model x task x granularity and every steered IPG method with the accuracy reward,
-with its top-k (signed) set at the reference k (the first steering k, else the smallest):
+with its top-k (signed) set at every steered k (no k or gamma is picked after the fact):
 
 - ablation (gamma = 0): the paired accuracy difference to the unsteered baseline, d_accuracy,
   vs Act's and the random sets' (random draws pooled: mean, CI = envelope of the draws' CIs);
   a larger drop is better;
-- enhancement (the largest gamma > 1): d_accuracy, a larger gain is better;
+- enhancement (every gamma > 1): d_accuracy, a larger gain is better;
 - sign: the same for the signed set vs the bottom-k and the top-|k| sets;
 - sharpening: the enhanced accuracy vs the temperature control at the same next-token entropy
   (matched_accuracy; interpolated here from any control in the same model/task/granularity);
-- length: for IPG with the length reward, d_length after enhancing (predicted > 0) and after
-  the strongest suppression (predicted < 0).
+- length: for IPG with the length reward, d_length after enhancing (every gamma > 1,
+  predicted > 0) and after suppressing (every gamma < 1, predicted < 0).
 
 Verdicts compare 95% CIs: disjoint intervals decide, overlapping ones read "not distinguishable".
 Every comparison the data allow is a row, wins and losses alike; missing data reads "no data".
@@ -110,17 +110,19 @@ def matched_accuracy(group: pd.DataFrame, entropy: float) -> float:
     return float(np.interp(entropy, curve["entropy"], curve["accuracy"]))
 
 
-def _gammas(frame: pd.DataFrame) -> tuple[float | None, float | None]:
-    g = frame.loc[frame["selection"].isin(["signed", "bottom", "magnitude"]), "gamma"].astype(float)
-    up, down = g[g > 1], g[g < 1]
-    return (float(up.max()) if len(up) else None, float(down.min()) if len(down) else None)
+def _steered_grid(frame: pd.DataFrame) -> tuple[list[int], list[float], list[float]]:
+    """(ks, gammas > 1, gammas < 1) of the signed / bottom / magnitude conditions."""
+    grid = frame[frame["selection"].isin(["signed", "bottom", "magnitude"])]
+    ks = sorted(int(k) for k in grid["k"].dropna().unique() if int(k) > 0)
+    g = sorted(float(x) for x in grid["gamma"].astype(float).unique())
+    return ks, [x for x in g if x > 1], [x for x in g if x < 1]
 
 
 def _group_rows(key: tuple, group: pd.DataFrame, config: dict | None) -> list[dict]:
+    """Every steered k x every gamma: no condition is picked after looking at the results."""
     rows = []
     base = dict(zip(GROUP, key))
-    k = reference_k(group, config)
-    up, down = _gammas(group)
+    ks, ups, downs = _steered_grid(group)
     kinds = group.drop_duplicates("method").set_index("method")["kind"].to_dict()
     rewards = group.drop_duplicates("method").set_index("method")["reward"].to_dict()
     randoms = [m for m in kinds if is_random(m, kinds[m])]
@@ -128,52 +130,58 @@ def _group_rows(key: tuple, group: pd.DataFrame, config: dict | None) -> list[di
     ipgs = [m for m in kinds if kinds[m] == "ipg" and rewards.get(m) == "accuracy"]
     lengths = [m for m in kinds if kinds[m] == "ipg" and rewards.get(m) == "length"]
 
-    def add(method, question, versus, gamma, metric, a, b, word):
+    def add(method, question, versus, k, gamma, metric, a, b, word):
         rows.append({**base, "ipg_method": method, "question": question, "versus": versus,
                      "k": k, "gamma": gamma, "metric": metric, "ipg": a[0], "ipg_lo": a[1],
                      "ipg_hi": a[2], "other": b[0], "other_lo": b[1], "other_hi": b[2],
                      "verdict": word})
 
     for m in ipgs:
-        for question, gamma, higher in (("ablation: accuracy drop", 0.0, False),
-                                        ("enhancement: accuracy gain", up, True)):
-            has_gamma = gamma is not None and np.isclose(group["gamma"].astype(float), gamma).any()
-            g = gamma if has_gamma else None
-            a = _value(group, [m], "signed", k, g, "d_accuracy")
-            controls = [(a_, [a_]) for a_ in acts] or [("act", [])]
-            drawn = (_rows(group, randoms, "signed", k, g)["method"].nunique()
-                     if g is not None and k is not None else 0)
-            controls.append((f"random ({drawn} draw{'s' * (drawn != 1)})" if drawn else "random",
-                             randoms))
-            for label, methods in controls:
-                b = _value(group, methods, "signed", k, g, "d_accuracy")
-                add(m, question, label, g, "d_accuracy", a, b, verdict(a, b, higher))
-            for sel in ("bottom", "magnitude"):
-                b = _value(group, [m], sel, k, g, "d_accuracy")
-                add(m, f"sign, {question.split(':')[0]}", f"{m} {sel}-k", g, "d_accuracy", a, b,
-                    verdict(a, b, higher, ("signed better", "signed worse")))
-        # sharpening: the enhanced accuracy vs the temperature control at the same entropy
-        row = group[(group["method"] == m) & (group["selection"] == "signed") & (group["k"] == k)]
-        row = row[np.isclose(row["gamma"].astype(float), up)] if up is not None else row.iloc[0:0]
-        a = (row["accuracy"].iloc[0], row["accuracy_lo"].iloc[0], row["accuracy_hi"].iloc[0]) \
-            if len(row) else (np.nan,) * 3
-        matched = np.nan
-        if len(row):
-            matched = row["matched_accuracy"].iloc[0] if "matched_accuracy" in row else np.nan
-            if pd.isna(matched):
-                matched = matched_accuracy(group, float(row["entropy"].iloc[0]))
-        word = verdict(a, (matched,) * 3, True, ("beats temperature control", "below temperature control"))
-        if word == NO_DATA and len(row):
-            word = "no control at this entropy"
-        add(m, "sharpening: enhanced accuracy", "temperature control at equal entropy", up,
-            "accuracy", a, (matched, np.nan, np.nan), word)
+        for k in ks or [None]:
+            questions = [("ablation: accuracy drop", 0.0, False)] + [
+                ("enhancement: accuracy gain", g, True) for g in (ups or [None])]
+            for question, gamma, higher in questions:
+                has_gamma = gamma is not None and np.isclose(group["gamma"].astype(float), gamma).any()
+                g = gamma if has_gamma else None
+                a = _value(group, [m], "signed", k, g, "d_accuracy")
+                controls = [(a_, [a_]) for a_ in acts] or [("act", [])]
+                drawn = (_rows(group, randoms, "signed", k, g)["method"].nunique()
+                         if g is not None and k is not None else 0)
+                controls.append((f"random ({drawn} draw{'s' * (drawn != 1)})" if drawn else "random",
+                                 randoms))
+                for label, methods in controls:
+                    b = _value(group, methods, "signed", k, g, "d_accuracy")
+                    add(m, question, label, k, g, "d_accuracy", a, b, verdict(a, b, higher))
+                for sel in ("bottom", "magnitude"):
+                    b = _value(group, [m], sel, k, g, "d_accuracy")
+                    add(m, f"sign, {question.split(':')[0]}", f"{m} {sel}-k", k, g, "d_accuracy",
+                        a, b, verdict(a, b, higher, ("signed better", "signed worse")))
+            # sharpening: each enhanced accuracy vs the temperature control at the same entropy
+            for up in ups or [None]:
+                row = group[(group["method"] == m) & (group["selection"] == "signed") & (group["k"] == k)]
+                row = row[np.isclose(row["gamma"].astype(float), up)] if up is not None else row.iloc[0:0]
+                a = (row["accuracy"].iloc[0], row["accuracy_lo"].iloc[0], row["accuracy_hi"].iloc[0]) \
+                    if len(row) else (np.nan,) * 3
+                matched = np.nan
+                if len(row):
+                    matched = row["matched_accuracy"].iloc[0] if "matched_accuracy" in row else np.nan
+                    if pd.isna(matched):
+                        matched = matched_accuracy(group, float(row["entropy"].iloc[0]))
+                word = verdict(a, (matched,) * 3, True,
+                               ("beats temperature control", "below temperature control"))
+                if word == NO_DATA and len(row):
+                    word = "no control at this entropy"
+                add(m, "sharpening: enhanced accuracy", "temperature control at equal entropy", k,
+                    up, "accuracy", a, (matched, np.nan, np.nan), word)
 
     for m in lengths:
-        for question, gamma, higher in (("length: enhance -> longer", up, True),
-                                        ("length: suppress -> shorter", down, False)):
-            a = _value(group, [m], "signed", k, gamma, "d_length")
-            add(m, question, "unsteered (0)", gamma, "d_length", a, (0.0, 0.0, 0.0),
-                verdict(a, (0.0, 0.0, 0.0), higher, ("as predicted", "opposite")))
+        for k in ks or [None]:
+            questions = [("length: enhance -> longer", g, True) for g in (ups or [None])] + [
+                ("length: suppress -> shorter", g, False) for g in (downs or [None])]
+            for question, gamma, higher in questions:
+                a = _value(group, [m], "signed", k, gamma, "d_length")
+                add(m, question, "unsteered (0)", k, gamma, "d_length", a, (0.0, 0.0, 0.0),
+                    verdict(a, (0.0, 0.0, 0.0), higher, ("as predicted", "opposite")))
     return rows
 
 

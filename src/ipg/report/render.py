@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ipg.report import figures_cross_task as fct
 from ipg.report import figures_sensitivity as fsens
 from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
@@ -32,6 +33,7 @@ CAPTIONS = {
     "completeness": ("Completeness residuals", "Relative completeness residual, abs(sum_i IPG_i - (Phi(h) - Phi(h'))) / abs(Phi(h) - Phi(h')), of every IPG run, on a log scale, by granularity; the red line is 1%. Large residuals mean too few path points; points at the floor are exactly zero (e.g. no prompt had a nonzero advantage, so there was nothing to attribute)."),
     "bench_targets": ("Engine benchmark vs targets", "Each engine benchmark's value divided by its target threshold (log scale; 1 = on target). For '>=' targets bars right of 1 meet them, for '<=' targets bars left of 1 do; the colour says which way it went."),
     "sensitivity": ("Estimator sensitivity", "For each variant of IPG's estimator (baseline, advantage, samples per prompt G, path points m), its agreement with the study's IPG on the same model, task and granularity: Spearman correlation of the unit scores and Jaccard overlap of the top-k sets (1 = identical), its completeness residual (log scale; red line 1%) and its wall time. Variants near 1 on both agreement panels do not change which units IPG selects."),
+    "cross_task_jaccard": ('Overlap across tasks (cross-task stage)', "Jaccard overlap of the signed top-k units one model selects on each pair of tasks (config: cross_task), one tasks x tasks heat map per granularity and method; each panel's title gives k, the number of units n and chance, the expected Jaccard of two random k-sets of n units (the red mark on the colour bar). Values well above chance mean the method picks the same units whatever the task; values near chance, task-specific units."),
     "sharpening_control": ("Sharpening control", "Accuracy vs mean next-token entropy (log scale). The black curve is the unsteered model sampled at the control temperatures (T labels, including the sampling temperature); triangles are steered conditions (up = enhanced, down = suppressed). An enhancement gain is more than sharpening only if its triangle sits above the black curve at the same entropy."),
 }
 
@@ -68,6 +70,7 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
             "attribution": att.sort_values(["model", "task", "granularity", "method"]),
             "sae": study.sae[sae_cols] if len(study.sae) else study.sae,
             "sensitivity": fsens.sensitivity_table(study.sensitivity),
+            "cross_task": fct.cross_task_table(study.cross_task),
             "walltimes": walltimes}
 
 
@@ -114,6 +117,7 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
         "completeness": lambda p: fu.completeness(study.attributions, p),
         "bench_targets": lambda p: fu.bench_targets(study.bench, p),
         "sensitivity": lambda p: fsens.sensitivity_bars(study.sensitivity, p),
+        "cross_task_jaccard": lambda p: fct.cross_task_heatmap(study.cross_task, p),
         "sharpening_control": lambda p: fs.sharpening_control(steer, p, config),
     }
     with warnings.catch_warnings():  # constant data (e.g. a CI-sized run) warns about flat axes
@@ -155,6 +159,7 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
     names = {"trajectories": "Trajectories (unsteered sampling)", "attribution": "Attribution runs",
              "sae": "SAE quality (held-out FVU, dead latents)",
              "sensitivity": "Estimator sensitivity (each IPG variant vs the study's IPG)",
+             "cross_task": "Cross-task overlap (top-k Jaccard of every task pair vs chance)",
              "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
     lines += ["## Tables", ""]
     for name, frame in tabs.items():

@@ -1,4 +1,5 @@
-"""Task `organism_arith`: the organism's own arithmetic questions, from its test split.
+"""Tasks `organism_arith` (3-5 terms), `organism_arith_short` (3) and `organism_arith_long` (5):
+the organism's own arithmetic questions, from its test split.
 
 Questions come from the generator the organism was trained on (`ipg.organism.traces`) but
 only from the test split (a hash of the question text), so none was seen in training.
@@ -35,15 +36,33 @@ def grade(extracted: str | None, gold: str) -> bool:
         return False
 
 
-TASKS.add("organism_arith", Task(
-    name="organism_arith",
-    load=load,
-    prompt_template="{question}",
-    extract_answer=parse_answer,
-    grade=grade,
-    answer_kind="exact",
-    raw_prompt=True,
-    answer_template="ans {answer}",
-    description="sums of 3-5 one-digit terms in the organism's native chain-of-thought format",
-    default_params={k: getattr(TraceConfig(), k) for k in _DIFFICULTY},
-))
+def _task(name: str, description: str, **difficulty: int) -> Task:
+    """The organism's arithmetic task; `difficulty` overrides TraceConfig's defaults."""
+    defaults = {k: getattr(TraceConfig(), k) for k in _DIFFICULTY}
+    return Task(
+        name=name,
+        load=load,
+        prompt_template="{question}",
+        extract_answer=parse_answer,
+        grade=grade,
+        answer_kind="exact",
+        raw_prompt=True,
+        answer_template="ans {answer}",
+        description=description,
+        default_params={**defaults, **difficulty},
+    )
+
+
+TASKS.add("organism_arith", _task(
+    "organism_arith",
+    "sums of 3-5 one-digit terms in the organism's native chain-of-thought format"))
+# The two ends of the organism's training distribution (3-5 terms), for the cross-task overlap
+# of selected units (config: cross_task): are the units that drive 3-step chains those of 5-step ones?
+TASKS.add("organism_arith_short", _task(
+    "organism_arith_short",
+    "sums of exactly 3 one-digit terms: the short end of the organism's 3-5 term training "
+    "distribution", min_terms=3, max_terms=3))
+TASKS.add("organism_arith_long", _task(
+    "organism_arith_long",
+    "sums of exactly 5 one-digit terms: the long end of the organism's 3-5 term training "
+    "distribution", min_terms=5, max_terms=5))
