@@ -120,6 +120,8 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
         "cross_task_jaccard": lambda p: fct.cross_task_heatmap(study.cross_task, p),
         "sharpening_control": lambda p: fs.sharpening_control(steer, p, config),
     }
+    if not study.cross_task.empty:  # the cross-task stage supersedes the study tasks' overlap
+        jobs.pop("jaccard_tasks")
     with warnings.catch_warnings():  # constant data (e.g. a CI-sized run) warns about flat axes
         warnings.filterwarnings("ignore", message=".*identical low and high.*lims")
         return {name: job(fig_dir / f"{name}.png") for name, job in jobs.items()}
