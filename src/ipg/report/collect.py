@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 
 ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward",
-                       "completeness_residual", "phi_delta", "n_prompts_nonzero_advantage",
-                       "wall_seconds", "n_units", "path"]
+                       "completeness_residual", "residual_prompt_median", "residual_pooled",
+                       "phi_delta", "n_prompts_nonzero_advantage", "wall_seconds", "n_units", "path"]
 STEERING_KEYS = ["model", "task", "granularity", "method"]
 SENSITIVITY_COLUMNS = ["model", "task", "granularity", "variant", "spearman", "jaccard_topk",
                        "completeness_residual", "wall_seconds"]
@@ -102,6 +102,8 @@ def load_attributions(results: Path, allowed: set[Path] | None = None) -> pd.Dat
             "model": model, "task": task, "granularity": gran, "method": method,
             "kind": method_kind(method, metrics), "reward": method_reward(metrics),
             "completeness_residual": metrics.get("completeness_residual"),
+            "residual_prompt_median": metrics.get("completeness_residual_prompt_median"),
+            "residual_pooled": metrics.get("completeness_residual_pooled"),
             "phi_delta": metrics.get("phi_delta"),
             "n_prompts_nonzero_advantage": metrics.get("n_prompts_nonzero_advantage"),
             "wall_seconds": metrics.get("wall_seconds"), "n_units": metrics.get("n_units"),
