@@ -12,26 +12,34 @@ import os
 from typing import Any
 
 from ipg.config import (
-    attribution_targets, load_config, model_task_pairs, models_in_study, steering_targets,
-    transfer_targets,
+    attribution_targets, cross_task_on, cross_task_targets, load_config, model_task_pairs,
+    models_in_study, sensitivity_targets, steering_targets, transfer_targets,
 )
 
 DEFAULT_CONFIG = "config/default.yaml"
-STAGES = ("prepared", "models", "trajectories", "attribution", "steering", "report")
+STAGES = ("prepared", "models", "trajectories", "attribution", "steering", "analysis", "report")
 
 
 def stage_targets(config: dict[str, Any], stage: str) -> list[str]:
     results = config["results_dir"]
     pairs = model_task_pairs(config)
+    # the cross-task stage may attribute a studied model on tasks outside the study
+    extra = sorted({(m, t) for m, t, _, _ in cross_task_targets(config)} - set(pairs))
+    seed = config["attribution"]["trajectory_seed"]
     if stage == "prepared":
-        return sorted({f"data/prepared/{task}.parquet" for _, task in pairs})
+        return sorted({f"data/prepared/{task}.parquet" for _, task in pairs + extra})
     if stage == "models":
         return [f"{results}/models/{m}" for m in models_in_study(config)]
     if stage == "trajectories":
-        return [f"{results}/metrics/trajectories.json"]
+        return [f"{results}/metrics/trajectories.json"] + [
+            f"{results}/trajectories/{m}/{t}/{seed}.parquet" for m, t in extra]
     if stage == "attribution":  # the .json metrics come with each .parquet; SAEs are trained on the way
-        return [f"{results}/attribution/{m}/{t}/{g}/{meth}.parquet"
-                for m, t, g, meth in attribution_targets(config)]
+        return list(dict.fromkeys(f"{results}/attribution/{m}/{t}/{g}/{meth}.parquet" for m, t, g, meth
+                                  in attribution_targets(config) + cross_task_targets(config)))
+    if stage == "analysis":  # the sensitivity and cross-task summaries
+        return ([f"{results}/sensitivity/{m}/{t}/{g}.csv" for m, t, g in sensitivity_targets(config)]
+                + ([f"{results}/cross_task/{config['cross_task']['model']}.csv"]
+                   if cross_task_on(config) else []))
     if stage == "steering":
         return ([f"{results}/intervention/{m}/{t}/{g}/{meth}.csv"
                  for m, t, g, meth in steering_targets(config)]

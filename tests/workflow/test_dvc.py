@@ -28,6 +28,7 @@ STAGE_OUTS = {
     "trajectories": ["results/trajectories"],
     "attribution": ["results/attribution", "results/sae"],
     "steering": ["results/intervention", "results/transfer"],
+    "analysis": ["results/sensitivity", "results/cross_task"],
     "report": ["reports/report.md", "reports/tables", "reports/figures"],
 }
 TARGETS_STAGE = {"prepare": "prepared"}  # dvc stage -> `python -m ipg.targets` stage
@@ -53,7 +54,7 @@ def test_stages_version_every_deliverable():
         # outputs stay in place during repro: Snakemake decides which jobs rerun
         assert all(isinstance(o, dict) and next(iter(o.values())).get("persist") for o in stage["outs"]), name
         cmd = stage["cmd"]
-        assert cmd.startswith(".venv/bin/snakemake ") and "--configfile ${config} " in cmd, name
+        assert ".venv/bin/snakemake " in cmd and "--configfile ${config} " in cmd, name
         assert f"ipg.targets {TARGETS_STAGE.get(name, name)} --configfile ${{config}}" in cmd, name
         assert stage["params"] == [{"${config}": None}], name  # the whole study config
     assert "results/metrics/trajectories.json" in str(stages["trajectories"]["metrics"])
@@ -78,9 +79,10 @@ def test_hub_models_are_dvcignored():
             assert f"results/models/{name}/" not in ignored
 
 
-@pytest.mark.parametrize("stage", ["prepared", "models", "trajectories", "attribution", "steering", "report"])
+@pytest.mark.parametrize("stage", ["prepared", "models", "trajectories", "attribution", "steering",
+                                   "analysis", "report"])
 def test_targets_read_ipg_config(stage):
-    from ipg.config import attribution_targets, load_config, steering_targets
+    from ipg.config import attribution_targets, cross_task_targets, load_config, steering_targets
     from ipg.targets import stage_targets
 
     env = {**ENV, "IPG_CONFIG": str(ROOT / "config" / "test.yaml")}
@@ -89,7 +91,7 @@ def test_targets_read_ipg_config(stage):
     cfg = load_config(ROOT / "config" / "test.yaml")
     assert out == stage_targets(cfg, stage) and out
     if stage == "attribution":
-        assert len(out) == len(attribution_targets(cfg))
+        assert len(out) == len(set(attribution_targets(cfg)) | set(cross_task_targets(cfg)))
     if stage == "steering":
         assert len(out) == len(steering_targets(cfg))  # test.yaml has no transfer pair
         assert all(t.endswith(".csv") for t in out)
@@ -136,7 +138,9 @@ def dvc_repo(tmp_path_factory) -> Path:
     cfg = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
     cfg["study"] = [e for e in cfg["study"] if e["model"] == "tiny-qwen2"]
     cfg.pop("model_params", None)
-    assert cfg["study"]
+    if (cfg.get("sensitivity") or {}).get("model") != "tiny-qwen2":
+        cfg.pop("sensitivity", None)  # the analysis stage then runs the cross-task summary only
+    assert cfg["study"] and cfg["cross_task"]["model"] == "tiny-qwen2"
     (repo / DVC_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
     text = (repo / "dvc.yaml").read_text()
     assert CONFIG_VAR in text
