@@ -15,6 +15,7 @@ from ipg.config import (
     attribution_targets, cross_task_on, cross_task_targets, load_config, model_task_pairs,
     models_in_study, sensitivity_targets, steering_targets, transfer_targets,
 )
+from ipg.errors import IPGError
 
 DEFAULT_CONFIG = "config/default.yaml"
 STAGES = ("prepared", "models", "trajectories", "attribution", "steering", "analysis", "report")
@@ -55,7 +56,10 @@ def main() -> None:
     parser.add_argument("stage")
     parser.add_argument("--configfile", default=os.environ.get("IPG_CONFIG") or DEFAULT_CONFIG)
     args = parser.parse_args()
-    print(" ".join(stage_targets(load_config(args.configfile), args.stage)))
+    try:
+        print(" ".join(stage_targets(load_config(args.configfile), args.stage)))
+    except IPGError as exc:  # one line for dvc's log, not a traceback
+        raise SystemExit(f"ipg.targets: error: {exc}") from None
 
 
 if __name__ == "__main__":
