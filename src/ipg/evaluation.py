@@ -426,7 +426,9 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     for r in (run, mean_run):
         if r is not None:
             r.bar.close()
-    summary = entropy_matched(summarize(rows))
+    # CIs over prompts and, with several sampling seeds, over seeds within prompts too
+    scheme = "hierarchical" if rows["seed"].nunique() > 1 else "prompts"
+    summary = entropy_matched(summarize(rows, scheme=scheme))
     seconds = time.perf_counter() - start
     write_table_atomic(rows, out_parquet)
     write_csv_atomic(summary, out_summary_csv)

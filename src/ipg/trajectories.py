@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -96,39 +96,29 @@ def summarize(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def write_table_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a parquet file so that a crash never leaves a half-written file at `path`."""
+def _write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Write through a temp file and rename, so a crash never leaves a half-written `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        frame.to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_table_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    _write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a csv file so that a crash never leaves a half-written file at `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def write_json_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomic(path, lambda tmp: tmp.write_text(
+        json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"))
 
 
 def _jsonable(value: Any) -> Any:
