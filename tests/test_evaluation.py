@@ -177,18 +177,26 @@ def test_bad_input_is_one_line_error(tiny_qwen2, prompts, scores) -> None:
                           sampling=CFG, baseline_condition=False)
 
 
-def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, prompts, scores) -> None:
+def write_inputs(tmp_path, prompts, scores, attribution_split: bool = False) -> None:
+    """prep.parquet (the prompts as the held-out split, plus a disjoint attribution split if
+    asked) and att.parquet / att.json (an IPG table of `scores`) under tmp_path."""
     from ipg.attribution.table import make_attribution, write_attribution
     from ipg.tasks.prepare import write_prepared
 
     prepared = prompts.assign(task=TASK, question=prompts["prompt"], split="heldout")
-    prepared = pd.concat([prepared, prepared.assign(prompt_id=["a0", "a1", "a2"],
-                                                    split="attribution")])
+    if attribution_split:
+        prepared = pd.concat([prepared, prepared.assign(prompt_id=["a0", "a1", "a2"],
+                                                        split="attribution")])
     write_prepared(prepared[["prompt_id", "task", "question", "prompt", "answer", "split"]],
                    tmp_path / "prep.parquet")
     att = make_attribution(scores["unit"], scores["layer"], scores["index"],
                            scores["score"].to_numpy()[None, :], ["x"], "neurons", "ipg")
     write_attribution(att, tmp_path / "att.parquet", tmp_path / "att.json")
+
+
+def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, prompts, scores) -> None:
+
+    write_inputs(tmp_path, prompts, scores, attribution_split=True)
     params = dict(ks=[3], gammas=[2.0], selections=["signed"], seeds=[0], samples_per_prompt=2,
                   n_prompts=2, temperature=1.0, max_new_tokens=6, prompts_per_batch=2,
                   control_temperatures=[0.5])
@@ -207,16 +215,9 @@ def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, p
 
 
 def test_cli_evaluate(tiny_qwen2_dir, tmp_path, prompts, scores, capsys) -> None:
-    from ipg.attribution.table import make_attribution, write_attribution
     from ipg.cli import main
-    from ipg.tasks.prepare import write_prepared
 
-    prepared = prompts.assign(task=TASK, question=prompts["prompt"], split="heldout")
-    write_prepared(prepared[["prompt_id", "task", "question", "prompt", "answer", "split"]],
-                   tmp_path / "prep.parquet")
-    att = make_attribution(scores["unit"], scores["layer"], scores["index"],
-                           scores["score"].to_numpy()[None, :], ["x"], "neurons", "ipg")
-    write_attribution(att, tmp_path / "att.parquet", tmp_path / "att.json")
+    write_inputs(tmp_path, prompts, scores)
     argv = ["evaluate", "--model", str(tiny_qwen2_dir), "--task", TASK, "--attribution",
             str(tmp_path / "att.parquet"), "--prepared", str(tmp_path / "prep.parquet"),
             "--ks", "2", "--gammas", "3", "--selections", "signed", "-G", "1", "-n", "2",
@@ -367,17 +368,10 @@ def test_mean_ablation_at_the_activations_leaves_the_output_unchanged(tiny_qwen2
 
 def test_run_steering_deletion_and_mean_ablation(tiny_qwen2, tiny_qwen2_dir, tmp_path, prompts,
                                                  scores) -> None:
-    from ipg.attribution.table import make_attribution, write_attribution
     from ipg.models.load import load_model
-    from ipg.tasks.prepare import write_prepared
     from ipg.trajectories import write_table_atomic
 
-    prepared = prompts.assign(task=TASK, question=prompts["prompt"], split="heldout")
-    write_prepared(prepared[["prompt_id", "task", "question", "prompt", "answer", "split"]],
-                   tmp_path / "prep.parquet")
-    att = make_attribution(scores["unit"], scores["layer"], scores["index"],
-                           scores["score"].to_numpy()[None, :], ["x"], "neurons", "ipg")
-    write_attribution(att, tmp_path / "att.parquet", tmp_path / "att.json")
+    write_inputs(tmp_path, prompts, scores)
     model, tokenizer = load_model(str(tiny_qwen2_dir))
     write_table_atomic(trajectory_table(model, tokenizer, prompts), tmp_path / "traj.parquet")
     params = dict(ks=[3], gammas=[0.0, 2.0], selections=["signed"], seeds=[0], samples_per_prompt=2,
@@ -418,16 +412,9 @@ def test_run_steering_bootstraps_prompts_and_seeds_with_several_seeds(tiny_qwen2
                                                                       prompts, scores) -> None:
     """With >= 2 sampling seeds the CIs come from the hierarchical bootstrap (prompts, then
     seeds within each prompt), not from prompts alone."""
-    from ipg.attribution.table import make_attribution, write_attribution
     from ipg.evaluation import summarize
-    from ipg.tasks.prepare import write_prepared
 
-    prepared = prompts.assign(task=TASK, question=prompts["prompt"], split="heldout")
-    write_prepared(prepared[["prompt_id", "task", "question", "prompt", "answer", "split"]],
-                   tmp_path / "prep.parquet")
-    att = make_attribution(scores["unit"], scores["layer"], scores["index"],
-                           scores["score"].to_numpy()[None, :], ["x"], "neurons", "ipg")
-    write_attribution(att, tmp_path / "att.parquet", tmp_path / "att.json")
+    write_inputs(tmp_path, prompts, scores)
     params = dict(ks=[3], gammas=[0.0], selections=["signed"], seeds=[0, 1], samples_per_prompt=2,
                   n_prompts=3, temperature=1.0, max_new_tokens=6, prompts_per_batch=3)
     out = tmp_path / "rows.parquet"

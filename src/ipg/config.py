@@ -137,6 +137,16 @@ def check_results_dir(results_dir: str) -> None:
                    f"'results', or list the folder in ${ALLOWED_DIRS_ENV}")
 
 
+def check_tasks(tasks: list[str], where: str) -> None:
+    """One line naming the first unregistered task of a config list and the allowed names."""
+    from ipg.tasks import TASKS
+
+    for j, task in enumerate(tasks):
+        if task not in TASKS:
+            raise IPGError(f"config error at {where}[{j}]: unknown task {task!r}; "
+                           f"allowed: {', '.join(TASKS.names())}")
+
+
 def check_names(config: dict[str, Any]) -> None:
     """Model and task names must be registered; granularities known."""
     from ipg.models import MODELS
@@ -146,10 +156,7 @@ def check_names(config: dict[str, Any]) -> None:
         if entry["model"] not in MODELS:
             raise IPGError(f"config error at study[{i}].model: unknown model {entry['model']!r}; "
                            f"allowed: {', '.join(MODELS.names())}")
-        for j, task in enumerate(entry["tasks"]):
-            if task not in TASKS:
-                raise IPGError(f"config error at study[{i}].tasks[{j}]: unknown task {task!r}; "
-                               f"allowed: {', '.join(TASKS.names())}")
+        check_tasks(entry["tasks"], f"study[{i}].tasks")
     methods = config["attribution"]["methods"]
     for i, entry in enumerate(config["study"]):
         for j, name in enumerate(entry.get("methods") or []):
@@ -419,8 +426,6 @@ def cross_task_k(config: dict[str, Any], granularity: str) -> int:
 def check_cross_task(config: dict[str, Any]) -> None:
     """The cross-task model must be studied (its settings are its study entry's), its tasks
     registered (two at least), its methods attribution methods, its sae granularity trained."""
-    from ipg.tasks import TASKS
-
     if not cross_task_on(config):
         return
     sec = config["cross_task"]
@@ -431,10 +436,7 @@ def check_cross_task(config: dict[str, Any]) -> None:
     if len(sec["tasks"]) < 2:
         raise IPGError(f"config error at cross_task.tasks: {len(sec['tasks'])} task(s) given; "
                        f"name at least two tasks to compare")
-    for j, task in enumerate(sec["tasks"]):
-        if task not in TASKS:
-            raise IPGError(f"config error at cross_task.tasks[{j}]: unknown task {task!r}; "
-                           f"allowed: {', '.join(TASKS.names())}")
+    check_tasks(sec["tasks"], "cross_task.tasks")
     methods = config["attribution"]["methods"]
     for j, name in enumerate(sec["methods"]):
         if name not in methods:
