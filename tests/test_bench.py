@@ -14,7 +14,8 @@ BENCHES = {"chunk_time", "chunk_best", "overhead_vs_backprop", "completeness_res
            "captum_ratio", "captum_agreement", "naive_speedup", "naive_agreement",
            "shared_prompt_speedup", "peak_memory", "memory_exponent", "matmul_gflops",
            "flops_fraction", "quadrature_points", "quadrature_residual", "quadrature_seconds",
-           "quadrature_cost", "scaling_time", "time_exponent"}
+           "quadrature_cost", "scaling_time", "time_exponent", "checkpoint_time", "autocast_time",
+           "autocast_agreement", "autocast_completeness", "checkpoint_memory"}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,17 @@ def test_quick_bench_scaling_and_quadrature_rows(quick) -> None:
     assert len(res) == 2 and (res["value"] < 0.01).all(), res
     flops = frame.loc[frame["bench"] == "flops_fraction", "value"]
     assert len(flops) == 2 and (flops < 2).all()  # a fraction of the matmul peak, not above it
+
+
+def test_quick_bench_execution_rows(quick) -> None:
+    """Checkpointing is measured for heads and neurons (with and without, and their ratio);
+    bf16 autocast scores track float32 ones."""
+    frame, _ = quick
+    mem = frame[frame["bench"] == "checkpoint_memory"]
+    assert len(mem) == 6 and mem["variant"].str.contains("checkpointed / not").sum() == 2
+    corr = frame[(frame["bench"] == "autocast_agreement") & (frame["unit"] == "pearson r")]
+    assert len(corr) == 1 and float(corr["value"].iloc[0]) > 0.99
+    assert meets(0.5, "< 1.0") is True and meets(1.0, "< 1.0") is False
 
 
 def test_fewshot_table_prepends_other_prompts(tmp_path) -> None:

@@ -49,6 +49,7 @@ from ipg.attribution.ipg import _frozen, _temperature
 from ipg.attribution.methods import KEYS, BaselineConfig
 from ipg.attribution.surrogate import TeacherBatch, build_batch, sequence_logprobs
 from ipg.attribution.table import Attribution, make_attribution
+from ipg.attribution.tap import tap
 from ipg.components import Granularity, edit_activations, get_granularity, parse_unit
 from ipg.errors import IPGError
 
@@ -234,9 +235,9 @@ def gxa(model: nn.Module, trajectories: pd.DataFrame, granularity: str, cfg: Bas
                         a = gran.read(layer, x)  # [b, pos, units, unit_dim]
                         # a new autograd node with a's value: its gradient is dL/da (total
                         # derivative; for SAE latents the error term's copy of a cancels upstream)
-                        node = a.view_as(a) if a.requires_grad else a.detach().requires_grad_(True)
                         a_det = a.detach()
-                        node.register_hook(lambda g, l=layer, a_det=a_det: _add(acc, l, a_det, m4, g))
+                        node = tap(a if a.requires_grad else a_det,
+                                   lambda g, l=layer, a_det=a_det: _add(acc, l, a_det, m4, g))
                         return gran.write(layer, x, node, a)
                     return fn
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ipg.attribution.execution import AUTOCAST_DTYPES, autocast, checkpointed
 from ipg.attribution.path import PathHooks
 from ipg.attribution.quadrature import QUADRATURES, nodes_weights
 from ipg.attribution.reference import REFERENCES, activation_stats, reference_activations
@@ -54,6 +55,7 @@ _CHOICES = {
     "quadrature": QUADRATURES,
     "positions": ("all", "generated"),
     "multilayer": ("joint", "separate", "onthefly"),
+    "autocast": tuple(AUTOCAST_DTYPES),
 }
 
 
@@ -76,6 +78,8 @@ class IPGConfig:
     eps: float = 1e-6  # GRPO's std epsilon
     pad_id: int = 0  # any token id: padded positions are masked
     share_prompt_cache: bool = True  # positions=generated: encode each prompt once (KV cache)
+    autocast: str = "none"  # bfloat16: matmuls in bf16, sums and accumulators float32 (GPU)
+    checkpoint_layers: bool = False  # recompute decoder layers in backward (long CoT memory)
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -91,6 +95,9 @@ class IPGConfig:
             raise IPGError(f"IPG config key 'temperature' must be > 0, got {self.temperature}")
         if self.layers is not None:
             self.layers = [int(l) for l in self.layers]
+        if not isinstance(self.checkpoint_layers, bool):
+            raise IPGError(f"IPG config key 'checkpoint_layers' must be true or false, got "
+                           f"{self.checkpoint_layers!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "IPGConfig":
@@ -220,7 +227,8 @@ def attribute(
             return b.attention_mask.bool()
         return b.target_mask if shared else b.gen_mask  # shared: the batch runs gen tokens only
 
-    with _frozen(model, *(sae if isinstance(sae, (list, tuple)) else [sae])):
+    with _frozen(model, *(sae if isinstance(sae, (list, tuple)) else [sae])), \
+            autocast(cfg.autocast, device), checkpointed(gran.blocks, cfg.checkpoint_layers):
         if cfg.baseline == "zero":
             stats = None
         else:

@@ -8,7 +8,7 @@ At path point alpha every hooked activation a of a selected layer is replaced by
   selected layer is clamped to its own path, independently of the layers before it.
 - onthefly: a is the activation of the current (already modified) forward, so later layers
   see the earlier layers' scaling; the gradient flows through them.
-A tensor hook on a_alpha receives g = dPhi/da_alpha during backward and adds
+A gradient tap on a_alpha (attribution/tap.py: no .grad is stored) receives g = dPhi/da_alpha during backward and adds
 (a - a') * g, summed over batch, positions and unit_dim, to a per-layer [units] accumulator.
 Path points may share one batch (rows of different alpha); the quadrature weight is put in
 the objective, so the accumulator holds sum_k w_k (a - a') * g_k = IPG (Eq. 2).
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ipg.attribution.surrogate import wide
+from ipg.attribution.tap import tap
 from ipg.components import Granularity, edit_activations
 
 Mode = Literal["joint", "onthefly"]
@@ -100,10 +101,10 @@ class PathHooks:
                 diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)  # mask [b, pos, 1, 1]
             a_path = a - (1 - a4) * diff  # a' + alpha (a - a') there, a elsewhere
             if grad:
-                if mode == "joint" or not a_path.requires_grad:
-                    a_path = a_path.detach().requires_grad_(True)
+                if mode == "joint":
+                    a_path = a_path.detach()
                 d = diff.detach()
-                a_path.register_hook(lambda g, l=layer, d=d: self._accumulate(l, d, g))
+                a_path = tap(a_path, lambda g, l=layer, d=d: self._accumulate(l, d, g))
             return gran.write(layer, x, a_path, a)
 
         return fn
@@ -115,7 +116,7 @@ class PathHooks:
         hit = self._terms.get(layer)
         if hit is not None and hit[0] is rec and hit[1] is mask:
             return hit[2]
-        a = self.gran.read(layer, rec).detach()
+        a = wide(self.gran.read(layer, rec).detach())  # float32 even under bf16 autocast
         diff = a - self.base[layer].to(a.dtype)
         if mask is not None:
             m = _rows(mask, a.shape[0])
@@ -138,9 +139,8 @@ class PathHooks:
             a_path = a - (1 - alpha) * diff
             if reps > 1:
                 a_path = a_path.repeat(reps, *([1] * (a.ndim - 1)))
-        if grad:
-            a_path.requires_grad_(True)  # a fresh leaf (a and diff carry no graph)
-            a_path.register_hook(lambda g, l=layer: self._accumulate_joint(l, diff_w, reps, g))
+        if grad:  # a and diff carry no graph: the tap makes a_path part of the backward
+            a_path = tap(a_path, lambda g, l=layer: self._accumulate_joint(l, diff_w, reps, g))
         return a_path.reshape(x.shape).to(x.dtype)
 
     def _accumulate_joint(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:

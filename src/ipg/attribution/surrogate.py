@@ -15,7 +15,9 @@ whole batch only below a fixed size (_KEEP_SOFTMAX_BYTES); above it they are rec
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -74,7 +76,7 @@ def _batch_cache(cache: object, b: int) -> object:
     """The prompt's cache for a batch of b rows, leaving `cache` itself untouched.
 
     Each layer's K/V [1, ...] is broadcast to [b, ...] as a view (no copy): the forward's own
-    concatenation with the new tokens' K/V materialises it once. (A deep copy followed by
+    concatenation with the new tokens' K/V materialises it once; `update` stores nothing. (A deep copy followed by
     batch_repeat_interleave copied it twice more on every forward.)
     """
     layers = getattr(cache, "layers", None)
@@ -88,11 +90,18 @@ def _batch_cache(cache: object, b: int) -> object:
     out = copy.copy(cache)
     out.layers = []
     for layer in layers:
-        new = copy.copy(layer)  # update() rebinds keys/values: the prompt's tensors stay intact
+        new = copy.copy(layer)
         new.keys = layer.keys.expand(b, *layer.keys.shape[1:])
         new.values = layer.values.expand(b, *layer.values.shape[1:])
+        new.update = functools.partial(_prefix_update, new)
         out.layers.append(new)
     return out
+
+
+def _prefix_update(layer: object, keys: Tensor, values: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+    """The prompt's K/V followed by the new tokens', without storing them: the batched cache
+    stays the prompt's, so a layer recomputed under activation checkpointing sees the same."""
+    return torch.cat([layer.keys, keys], dim=-2), torch.cat([layer.values, values], dim=-2)
 
 
 def build_batch(
@@ -167,6 +176,7 @@ class _TargetLogProb(torch.autograd.Function):
                 temperature: float, keep: bool) -> Tensor:
         logits = _scaled(wide(nn.functional.linear(hidden, weight, bias)), temperature)
         ctx.temperature, ctx.keep, ctx.hidden_dtype = temperature, keep, hidden.dtype
+        ctx.amp = _amp_state(hidden.device.type)  # the backward's matmuls run as the forward's
         if keep:  # one fused log-softmax pass; its exp is the softmax the backward needs
             logp = torch.log_softmax(logits, dim=-1)
             out = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -180,17 +190,29 @@ class _TargetLogProb(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: Tensor):
+        device_type, amp_dtype = ctx.amp
+        amp = (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None
+               else contextlib.nullcontext())
         if ctx.keep:
             probs, targets, weight = ctx.saved_tensors
         else:
             hidden, targets, weight, lse = ctx.saved_tensors
-            logits = _scaled(wide(nn.functional.linear(hidden, weight, ctx.bias)), ctx.temperature)
+            with amp:
+                logits = _scaled(wide(nn.functional.linear(hidden, weight, ctx.bias)), ctx.temperature)
             probs = logits.sub_(lse.unsqueeze(-1)).exp_()  # in place: logits is a fresh tensor
         g_t = (g / ctx.temperature).to(probs.dtype).unsqueeze(-1)  # [b, s, 1]
         grad = probs * g_t.neg()  # g (onehot - softmax) / T
         grad.scatter_add_(-1, targets.unsqueeze(-1), g_t)
-        grad_h = grad.to(weight.dtype) @ weight
+        with amp:
+            grad_h = grad.to(weight.dtype) @ weight
         return grad_h.to(ctx.hidden_dtype), None, None, None, None, None
+
+
+def _amp_state(device_type: str) -> tuple[str, torch.dtype | None]:
+    """(device type, autocast dtype or None when autocast is off there)."""
+    if torch.is_autocast_enabled(device_type):
+        return device_type, torch.get_autocast_dtype(device_type)
+    return device_type, None
 
 
 def _fused_head(head: nn.Module) -> bool:

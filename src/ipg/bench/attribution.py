@@ -15,6 +15,8 @@ On one batch of synthetic trajectories (ipg.bench.workload) of each model, in on
                 gauss_legendre (bench.quadrature_cost)
   8. flops:     achieved FLOP/s (counted) over this machine's matmul FLOP/s (bench.flops)
   9. scaling:   time and peak memory as T, m, N, layers double; exponents (bench.scaling)
+ 10. execution: decoder-layer checkpointing (memory, time) and bf16 autocast (time,
+                agreement with float32, completeness) (bench.execution)
 Times are medians of interleaved repetitions (A, B, A, B, ...) after one warm-up, and
 only their ratios are reported: the machine is shared, absolute times are noise. Every
 row records the 1-minute load average when it was measured. `benches` picks a subset.
@@ -45,7 +47,7 @@ from ipg.bench.workload import (
 COLUMNS = ["bench", "variant", "model", "n_prompts", "n_traj", "prompt_len", "gen_len", "m",
            "threads", "value", "unit", "target", "meets_target", "load_avg"]
 BENCHES = ("chunk", "overhead", "captum", "naive", "shared", "memory", "quadrature", "flops",
-           "scaling")
+           "scaling", "execution")
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,12 @@ QUICK_MODEL = "random-qwen2-tiny"
 
 
 def meets(value: float, target: str) -> bool | None:
-    match = re.fullmatch(r"\s*(<=|>=)\s*([0-9.eE+-]+)\s*", target or "")
+    match = re.fullmatch(r"\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*", target or "")
     if not match or not math.isfinite(value):
         return None
     bound = float(match.group(2))
-    return value <= bound if match.group(1) == "<=" else value >= bound
+    return {"<=": value <= bound, ">=": value >= bound, "<": value < bound,
+            ">": value > bound}[match.group(1)]
 
 
 def _engine(model, table, m: int, chunk: int = 1, positions: str = "all"):
@@ -161,11 +164,12 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
     if "overhead" in on:
         times = interleaved(fns, profile.reps)
         for c in dict.fromkeys([1, best]):
-            row("overhead_vs_backprop", f"chunk={c}" + (" (default)" if c == 1 else " (best)"),
+            row("overhead_vs_backprop", f"chunk={c}" + (" (one path point per pass)" if c == 1
+                                                        else " (best)"),
                 shape, times[c] / times["plain"], "ratio", "<= 1.0")
-        att = fns[1]()
-        row("completeness_residual", "chunk=1", shape, att.metrics["completeness_residual"],
-            "relative", "<= 0.05")
+        att = fns[1]()  # the timed configuration (zero baseline, small m): not the study's accuracy
+        row("completeness_residual", f"chunk=1, timed run (m={m}, zero baseline)", shape,
+            att.metrics["completeness_residual_pooled"], "relative")
 
     # 8. achieved FLOP/s over the machine's dense matmul FLOP/s, same batch as the overhead
     if "flops" in on:
@@ -261,6 +265,13 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
             row("memory_exponent", what, (n, p, max(profile.memory_gen), m_mem),
                 _fit_exponent(list(profile.memory_gen), peaks), "exponent of T",
                 "<= 1.1" if what == "ipg" else "")
+
+    # 10. decoder-layer checkpointing and bf16 autocast
+    if "execution" in on:
+        from ipg.bench.execution import execution_rows
+
+        execution_rows(spec, model, profile.main, best, profile.reps, profile.memory_shape,
+                       2 * max(profile.memory_gen), threads, row)
     return rows
 
 

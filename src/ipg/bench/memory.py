@@ -9,7 +9,8 @@ from /proc/self/status. It is reset (/proc/self/clear_refs, "5") after the model
 batch are built, so the number is the attribution's own high-water mark above the
 resident memory it started from (`peak_mib - base_mib`). Where the reset is not allowed,
 getrusage's ru_maxrss (the whole process's peak) is reported and `reset` is false.
-`measure(...)` runs this module in a subprocess and returns its JSON.
+`measure(...)` runs this module in a subprocess and returns its JSON (by default with glibc's
+mmap threshold pinned: see `measure`).
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _peak_kib(reset: bool) -> int:
 
 
 def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
-        chunk: int, n_prompts: int = 1) -> dict:
+        chunk: int, n_prompts: int = 1, checkpoint_layers: bool = False,
+        autocast: str = "none", granularity: str = "neurons") -> dict:
     import gc
 
     import torch
@@ -57,13 +59,14 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
     model, _ = bench_model(model_spec)
     table = synthetic_table(model.config.vocab_size, n_traj, prompt_len, gen_len, n_prompts=n_prompts)
     batch = dense_batch(table)
-    cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None)
+    cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None,
+                    checkpoint_layers=checkpoint_layers, autocast=autocast)
     gc.collect()
     base = _status_kib("VmRSS") or 0
     reset = _reset_peak()
     start = time.perf_counter()
     if what == "ipg":
-        attribute(model, table, "neurons", cfg, progress=False)
+        attribute(model, table, granularity, cfg, progress=False)
     else:
         with torch.enable_grad():
             plain_passes(model, batch, m)
@@ -73,17 +76,29 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
 
 
 def measure(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
-            chunk: int = 1, threads: int | None = None, n_prompts: int = 1) -> dict:
-    """Run one measurement in a fresh interpreter; its JSON result."""
+            chunk: int = 1, threads: int | None = None, n_prompts: int = 1,
+            checkpoint_layers: bool = False, autocast: str = "none",
+            allocator: str = "fixed", granularity: str = "neurons") -> dict:
+    """Run one measurement in a fresh interpreter; its JSON result.
+
+    allocator "fixed" pins glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_=128 KiB): with its
+    default dynamic threshold, buffers freed after one chunk's backward become heap that the
+    next chunk reuses only partly, so the RSS grows with the number of chunks although the
+    engine holds nothing across them. "glibc" keeps the default (what a user's run sees)."""
     import torch
 
     threads = threads or torch.get_num_threads()
     cmd = [sys.executable, "-m", "ipg.bench.memory", "--model", model_spec, "--what", what,
            "--n-traj", str(n_traj), "--prompt-len", str(prompt_len), "--gen-len", str(gen_len),
            "--m", str(m), "--chunk", str(chunk), "--threads", str(threads),
-           "--n-prompts", str(n_prompts)]
+           "--n-prompts", str(n_prompts), "--autocast", autocast, "--granularity", granularity]
+    cmd += ["--checkpoint-layers"] if checkpoint_layers else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    if allocator == "fixed":
+        env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    else:
+        env.pop("MALLOC_MMAP_THRESHOLD_", None)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         from ipg.errors import IPGError
@@ -104,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-prompts", type=int, default=1)
+    p.add_argument("--checkpoint-layers", action="store_true")
+    p.add_argument("--autocast", default="none")
+    p.add_argument("--granularity", default="neurons")
     args = p.parse_args(argv)
     from ipg.scripting import set_offline_env
 
@@ -112,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     result = run(args.model, args.what, args.n_traj, args.prompt_len, args.gen_len, args.m, args.chunk,
-                 args.n_prompts)
+                 args.n_prompts, args.checkpoint_layers, args.autocast, args.granularity)
     print(json.dumps(result))
 
 

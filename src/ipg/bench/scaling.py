@@ -8,7 +8,9 @@ base x (1, 2, 4) (layers: L/4, L/2, L, the first layers of the model):
   N       prompts (G trajectories each)            time ~ N, memory flat (one prompt at a time)
   layers  decoder layers                           time ~ L, memory ~ L
 Time: one process, the levels of a dimension interleaved (median of reps). Memory: peak RSS
-above start in a fresh process per size (ipg.bench.memory). Rows: scaling_time and
+above start in a fresh process per size (ipg.bench.memory, glibc's mmap threshold pinned so
+that allocator fragmentation is not counted as the engine's; the m levels are measured once
+more with the default allocator and reported as a separate exponent). Rows: scaling_time and
 scaling_memory per level, and the fitted exponents (slope of log y on log x):
 time_exponent (T, m, N: <= 1.1) and memory_exponent (T: <= 1.1; m, N: <= 0.1).
 """
@@ -104,3 +106,12 @@ def scaling_rows(spec: str, model, base: tuple[int, int, int, int], reps: int, t
                 f"chunk={sz.chunk})", shape(sz), peaks[sz], "MiB above start", n_prompts=sz.n_prompts)
         row("memory_exponent", f"scaling {dim}", shape(levels[-1]),
             fit_exponent(xs, [peaks[sz] for sz in levels]), f"exponent of {dim}", MEMORY_TARGET[dim])
+    # the m levels again with glibc's default (dynamic) mmap threshold: what a user's run sees
+    levels = plan["m"]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        glibc = list(pool.map(lambda sz: measure(
+            f"{name}:L{sz.layers}", "ipg", sz.n_traj, sz.prompt_len, sz.gen_len, sz.m, sz.chunk,
+            threads=threads, n_prompts=sz.n_prompts, allocator="glibc"), levels))
+    row("memory_exponent", "scaling m (glibc default mmap threshold)", shape(levels[-1]),
+        fit_exponent([sz.m for sz in levels], [max(r["peak_mib"] - r["base_mib"], 1e-3) for r in glibc]),
+        "exponent of m")
