@@ -32,3 +32,19 @@ def test_unknown_granularity_is_one_line(tiny_qwen2_dir):
     assert result.returncode == 2
     lines = [l for l in result.stderr.splitlines() if l.strip() and "it/s" not in l and "%|" not in l]
     assert lines and "atoms" in lines[-1] and "Traceback" not in result.stderr
+
+
+def test_model_commands_take_a_device(tiny_qwen2_dir, monkeypatch, capsys):
+    """--device reaches load_model: a bad one is one line (status 2), before any sampling."""
+    monkeypatch.delenv("IPG_DEVICE", raising=False)
+    parser = build_parser()
+    for cmd in (["sample", "--model", "m", "--task", "t"], ["evaluate", "--model", "m", "--task", "t",
+                "--attribution", "a"], ["attribute", "--model", "m", "--task", "t"],
+                ["steer", "--model", "m", "--units", "u", "p"]):
+        assert parser.parse_args(cmd).device is None  # auto: $IPG_DEVICE, else a GPU if any
+        assert parser.parse_args([*cmd, "--device", "cpu"]).device == "cpu"
+    code = main(["sample", "--model", str(tiny_qwen2_dir), "--task", "chain_sum", "-n", "1", "-G", "1",
+                 "--max-new-tokens", "2", "--device", "tpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("ipg: error: device 'tpu' is not a known device (allowed: auto, cpu, "
+                                 "cuda, cuda:N, mps); pass 'auto', 'cpu' or an available accelerator")

@@ -8,8 +8,10 @@
     ipg steer --model M --units F --gamma 2 "prompt"   unsteered vs steered completion
     ipg evaluate --model M --task T --attribution F    steering sweep with CIs (held-out)
     ipg check [config] [dvc] [profile]   validate the config, the DVC remote, a Snakemake profile
+    ipg ui / ipg bench SUITE      MLflow UI, benchmarks (these three: ipg.cli_tools)
 
-Errors in user input print one line (no traceback) and exit with status 2.
+Commands that load a model take --device (default: $IPG_DEVICE, else a GPU if any, else the
+CPU; ipg.devices). Errors in user input print one line (no traceback) and exit with status 2.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ipg.cli_tools import TOOL_COMMANDS, cmd_bench, cmd_check, cmd_ui  # noqa: F401 - re-exported
 from ipg.errors import IPGError
 from ipg.scripting import set_offline_env
 
@@ -53,6 +56,11 @@ def resolve_model_dir(model: str, results_dir: str = "results") -> tuple[Path, b
         name = json.loads(card.read_text()).get("name", model)
     chat = MODELS.get(name).chat if name in MODELS else True
     return path, chat
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N, mps or auto (default: $IPG_DEVICE, else a GPU if any)")
 
 
 def _list_args(p: argparse.ArgumentParser) -> None:
@@ -115,6 +123,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the trajectory table to this parquet file")
     p.add_argument("--show", type=int, default=2, help="print this many trajectories")
+    _device_arg(p)
 
 
 @command("sample", "sample and score trajectories of a model on a task", _sample_args)
@@ -127,7 +136,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model_dir, chat = resolve_model_dir(args.model)
     prepared = prepare_task(args.task, args.n_prompts, 1, args.seed, {})
     prepared = prepared[prepared["split"] == "attribution"]
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, device=args.device)
     cfg = SamplingConfig(args.temperature, args.max_new_tokens, 8, args.seed)
     frame, metrics = trajectories_for_prompts(
         model, tokenizer, prepared, args.task, chat, args.samples_per_prompt, cfg)
@@ -138,53 +147,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
                      indent=1))
     if args.out:
         write_table_atomic(frame, args.out)
-
-
-def _ui_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: local only)")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--root", default=".", help="folder of mlflow.db and mlartifacts/ (default: .)")
-
-
-@command("ui", "browse the study's MLflow runs (mlflow ui on mlflow.db)", _ui_args)
-def cmd_ui(args: argparse.Namespace) -> None:
-    import signal
-
-    from ipg.tracking import EXPERIMENT, init_store, tracking_uri, ui
-
-    uri = tracking_uri(args.root)
-    init_store(uri, EXPERIMENT)
-    server = ui(uri, host=args.host, port=args.port)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on kill too
-    print(f"MLflow UI for {uri} on {server.url} (Ctrl-C stops it)", flush=True)
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-
-
-def _check_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checks", nargs="*", metavar="CHECK",
-                   help="config, dvc and/or profile (default: all three)")
-    p.add_argument("--configfile", default="config/default.yaml", help="the study config")
-    p.add_argument("--profile", default="profiles/default", help="a Snakemake profile folder")
-    p.add_argument("--dvc-root", default=".", help="the DVC project (the folder holding .dvc/)")
-    p.add_argument("--remote", default=None, help="the DVC remote (default: core.remote)")
-
-
-@command("check", "check the config, the DVC remote and a Snakemake profile before a run", _check_args)
-def cmd_check(args: argparse.Namespace) -> None:
-    from ipg.checks import CHECK_NAMES, run_checks
-
-    results = run_checks(args.checks or CHECK_NAMES, args.configfile, args.dvc_root, args.remote,
-                         args.profile)
-    for _, ok, line in results:
-        print(f"ok: {line}" if ok else f"ipg: error: {line}", file=sys.stdout if ok else sys.stderr,
-              flush=True)
-    if not all(ok for _, ok, _ in results):
-        raise SystemExit(2)
 
 
 def _read_units(path: str, k: int | None, selection: str, per_layer: bool) -> list[str]:
@@ -231,6 +193,7 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the same seed drives both completions")
     p.add_argument("--width", type=int, default=None, help="output width (default: the terminal's)")
     p.add_argument("prompt", help="the user prompt (wrapped in the chat template for chat models)")
+    _device_arg(p)
 
 
 @command("steer", "complete a prompt with and without scaling units by gamma (Eq. 4)", _steer_args)
@@ -243,12 +206,13 @@ def cmd_steer(args: argparse.Namespace) -> None:
     cfg = SamplingConfig(args.temperature, args.max_new_tokens, 1, args.seed)
     units = _read_units(args.units, args.k, args.selection, args.per_layer)
     model_dir, chat = resolve_model_dir(args.model)
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, device=args.device)
     sae = None
     if args.sae:
+        from ipg.devices import model_device
         from ipg.sae import load_sae
 
-        sae = [load_sae(d) for d in args.sae]
+        sae = [load_sae(d, device=model_device(model)) for d in args.sae]
     prompt = render_prompt(tokenizer, args.prompt, chat)
 
     def complete() -> str:
@@ -279,6 +243,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control-temperatures", type=float, nargs="*", default=[])
     p.add_argument("--sae", action="append", default=[], help="SAE folder (sae granularity; repeat)")
     p.add_argument("--out", default="results/steering", help="folder for rows.parquet, summary.csv, rows.json")
+    _device_arg(p)
 
 
 @command("evaluate", "steering accuracy / length / entropy on held-out prompts, with CIs", _evaluate_args)
@@ -293,62 +258,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     summary = run_steering(str(model_dir), args.prepared or f"data/prepared/{args.task}.parquet",
                            args.attribution, args.task, chat, params, str(out / "rows.parquet"),
-                           str(out / "summary.csv"), sae_dirs=args.sae, progress=True)
+                           str(out / "summary.csv"), sae_dirs=args.sae, progress=True,
+                           device=args.device)
     cols = ["condition", "accuracy", "accuracy_lo", "accuracy_hi", "d_accuracy", "length", "entropy"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {out / 'rows.parquet'}, {out / 'summary.csv'}, {out / 'rows.json'}")
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", choices=["sampling", "steering", "workflow", "attribution"],
-                   help="what to benchmark")
-    p.add_argument("--model", action="append", default=[],
-                   help="a random model name (random-qwen2-medium: attribution's default; "
-                        "random-qwen2-tiny), a model folder or a built model name; repeat "
-                        "(sampling/steering default: random-qwen2-tiny and organism if built)")
-    p.add_argument("--quick", action="store_true", help="CI size (< 60 s; tiny model by default)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's for attribution, 1 for sampling/steering)")
-    p.add_argument("--csv", default=None, help="default: reports/bench/{suite}.csv")
-    p.add_argument("--png", default=None,
-                   help="default: reports/bench/{suite}.png (attribution and sampling)")
-    p.add_argument("--directory", default=None,
-                   help="workflow: a finished study folder (default: build a test study in a "
-                        "temporary folder; with --quick: dry-run a fresh folder)")
-    p.add_argument("--configfile", default=None,
-                   help="workflow: the study's config file (default: config/test.yaml when the "
-                        "bench builds the study)")
-    p.add_argument("--cores", type=int, default=2, help="workflow: cores to build the study")
-    p.add_argument("--only", action="append", default=[],
-                   help="attribution: run only these benches (repeat; chunk, overhead, captum, "
-                        "naive, shared, memory, quadrature, flops, scaling)")
-
-
-@command("bench", "benchmark the study's engines (ratios measured side by side)", _bench_args)
-def cmd_bench(args: argparse.Namespace) -> None:
-    csv = args.csv or f"reports/bench/{args.suite}.csv"
-    png = args.png or f"reports/bench/{args.suite}.png"
-    if args.suite == "attribution":
-        from ipg.bench.attribution import format_table, run_bench
-
-        frame = run_bench(args.model or None, args.quick, csv, png, args.threads,
-                          benches=args.only or None)
-    elif args.suite == "sampling":
-        from ipg.bench.sampling import format_table, run_bench
-
-        frame = run_bench(args.model or None, args.quick, csv, png, args.threads)
-    elif args.suite == "steering":
-        from ipg.bench.steering import format_table, run_bench
-
-        frame = run_bench(args.model or None, args.quick, csv, args.threads)
-        png = None
-    else:
-        from ipg.bench.workflow import format_table, run_bench
-
-        frame = run_bench(args.directory, args.configfile, args.quick, csv, args.cores)
-        png = None
-    print(format_table(frame))
-    print(f"wrote {csv}" + (f" and {png}" if png else ""))
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -376,6 +290,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=10, help="print this many top units")
     p.add_argument("--out", default=None, help="write the attribution table to this parquet file")
     p.add_argument("--seed", type=int, default=0)
+    _device_arg(p)
 
 
 @command("attribute", "attribute a model's components on a task (IPG or a baseline)", _attribute_args)
@@ -388,7 +303,7 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     from ipg.trajectories import read_trajectories, trajectories_for_prompts
 
     model_dir, chat = resolve_model_dir(args.model)
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, device=args.device)
     if args.trajectories:
         trajectories = read_trajectories(args.trajectories)
     else:
@@ -404,12 +319,13 @@ def cmd_attribute(args: argparse.Namespace) -> None:
         method.update(reward=args.reward)
     sae = None
     if args.granularity == "sae":
+        from ipg.devices import model_device
         from ipg.sae import load_sae
         from ipg.sae.run import sae_dirs
 
         if not args.sae:
             raise IPGError("granularity 'sae' needs --sae (a folder of trained SAEs, e.g. results/sae/organism)")
-        sae = [load_sae(d) for d in sae_dirs(args.sae)]
+        sae = [load_sae(d, device=model_device(model)) for d in sae_dirs(args.sae)]
     att = run_attribution(model, trajectories, args.granularity, method, sae=sae, progress=True)
     top = att.scores.sort_values("score", ascending=False).head(args.top)
     print(top[["unit", "score", "ci_lo", "ci_hi"]].to_string(index=False))
@@ -417,6 +333,11 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     print(json.dumps({k: att.metrics[k] for k in keys if k in att.metrics}, indent=1, default=str))
     if args.out:
         write_attribution(att, args.out, str(Path(args.out).with_suffix(".json")))
+
+
+for _name, _help, _add_args, _func in TOOL_COMMANDS:  # ui, check, bench (ipg.cli_tools)
+    command(_name, _help, _add_args)(_func)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(

@@ -1,9 +1,10 @@
 """Study configuration: schema validation with one-line errors, defaults, and name checks.
 
 The schema (workflow/schemas/config.schema.yaml) gives every key a description and a
-default. `validate_config` fills defaults, rejects unknown keys and wrong types, and checks
-model / task / granularity names against the registries, raising `IPGError` with one line
-that names the key and the allowed values.
+default. `validate_config` reads Snakemake's `--config` strings as YAML and fills defaults
+(ipg.config_schema), rejects unknown keys and wrong types, and checks model / task /
+granularity names against the registries, raising `IPGError` with one line that names the
+key and the allowed values.
 
 The rest reads the validated config for the rules: targets of each stage, and the params of
 one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
@@ -12,102 +13,31 @@ and `cross_task_k` for the cross-task overlap stage).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from ipg.config_schema import (  # noqa: F401 - SCHEMA_PATH, load_schema: public here too
+    SCHEMA_PATH, load_schema, normalise_config, one_line,
+)
 from ipg.errors import IPGError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 GRANULARITY_NAMES = ("neurons", "heads", "layers", "sae")
-
-
-def load_schema(path: str | Path | None = None) -> dict[str, Any]:
-    path = Path(path) if path else SCHEMA_PATH
-    if not path.exists():  # installed without the repo: the packaged copy
-        path = Path(str(resources.files("ipg") / "config.schema.yaml"))
-    return yaml.safe_load(path.read_text())
-
-
-def _fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
-    """Fill `default` values of the schema into a config (recursively, without aliasing)."""
-    types = schema.get("type")
-    if isinstance(node, dict) and (types == "object" or isinstance(types, list) and "object" in types):
-        for key, sub in schema.get("properties", {}).items():
-            if key not in node and "default" in sub:
-                node[key] = copy.deepcopy(sub["default"])
-            if key in node:
-                node[key] = _fill_defaults(node[key], sub)
-    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
-        node = [_fill_defaults(item, schema["items"]) for item in node]
-    return node
-
-
-_SCALARS = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
-
-
-def _coerce(node: Any, schema: dict[str, Any]) -> Any:
-    """Turn strings into the numbers / booleans the schema expects. Snakemake's `--config
-    a='{b: [0, 3]}'` hands nested values over as strings ('0'), which would otherwise fail."""
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else list(types)
-    if isinstance(node, str) and any(t in _SCALARS for t in types) and "string" not in types:
-        try:
-            value = yaml.safe_load(node)
-        except yaml.YAMLError:
-            return node
-        if any(isinstance(value, _SCALARS[t]) and not (t != "boolean" and isinstance(value, bool))
-               for t in types if t in _SCALARS):
-            return value
-        return node
-    if isinstance(node, dict):
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        return {k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {}))
-                for k, v in node.items()}
-    if isinstance(node, list) and isinstance(schema.get("items"), dict):
-        return [_coerce(item, schema["items"]) for item in node]
-    return node
-
-
-def _where(path: Any) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<top level>"
-
-
-def _one_line(err: jsonschema.ValidationError) -> str:
-    where = _where(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
-        return (f"config error at {where}: unknown key(s) {', '.join(map(repr, extra))}; "
-                f"allowed keys: {', '.join(allowed)}")
-    if err.validator == "enum":
-        return (f"config error at {where}: {err.instance!r} is not allowed; allowed values: "
-                f"{', '.join(map(str, err.validator_value))}")
-    if err.validator == "type":
-        return (f"config error at {where}: {err.instance!r} should be of type "
-                f"{err.validator_value}")
-    return f"config error at {where}: {err.message}"
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a config dict in place-safe fashion and return it with defaults filled."""
     schema = schema or load_schema()
-    config = _fill_defaults(_coerce(copy.deepcopy(dict(config)), schema), schema)
+    config = normalise_config(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        raise IPGError(_one_line(errors[0]))
+        raise IPGError(one_line(errors[0]))
     check_results_dir(config["results_dir"])
     check_names(config)
     check_steering(config)

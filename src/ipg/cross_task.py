@@ -1,11 +1,11 @@
 """Cross-task overlap of selected units (the paper's Fig. 4b; config: cross_task).
 
 For one model, each (granularity, method) has one attribution table per task. Each table
-selects its signed top-k units (`ipg.evaluation.selected_sets`); every unordered task pair gets
-the Jaccard overlap J(A, B) = |A n B| / |A u B| of its two sets and `chance`, the expected
-Jaccard of two independent uniformly random k-sets of the same n units
-(`ipg.statistics.expected_random_jaccard`, via `ipg.evaluation.jaccard_table`). J well above
-chance means the method picks the same units whatever the task.
+selects its signed top-k units (`ipg.evaluation_summary.selected_sets`); every unordered task
+pair gets the Jaccard overlap J(A, B) = |A n B| / |A u B| of its two sets and `chance`, the
+expected Jaccard of two independent uniformly random k-sets of the same n units
+(`ipg.statistics.expected_random_jaccard`, via `ipg.evaluation_summary.jaccard_table`). J well
+above chance means the method picks the same units whatever the task.
 
 results/cross_task/{model}.csv: granularity, method, task_a, task_b, k, n_units, n_common,
 jaccard, chance, zero_scores (True when a table's scores are all 0, e.g. no prompt with a
@@ -37,7 +37,7 @@ def overlap_rows(tables: Mapping[str, Any], k: int, granularity: str, method: st
     """{task: attribution table} of one (granularity, method) -> one row per task pair.
     The tables must score the same units (the same model and granularity); k is capped at
     their number."""
-    from ipg.evaluation import jaccard_table, selected_sets
+    from ipg.evaluation_summary import jaccard_table, selected_sets
 
     if len(tables) < 2:
         raise IPGError(f"cross-task overlap of {method} / {granularity} needs two tasks or more, "

@@ -14,10 +14,10 @@ On the held-out prompts, sampled at the trajectories' temperature (never greedy)
   mean activation (selection "mean_ablation", mode "mean", gamma 0): the means are taken
   over every position (prompt and generated tokens) of the model's attribution trajectories
   (ipg.intervention.trajectory_means).
-- `summarize`: per condition, means with bootstrap CIs over prompts (ipg.statistics) and the
-  paired difference to the unsteered baseline (same prompt, same seed).
-- `jaccard_table` (overlap of selected sets), `transfer` (a set selected on one model
-  steering another of the same architecture), `run_steering` (the Snakemake entry point).
+- `transfer` (a set selected on one model steering another of the same architecture),
+  `run_steering` (the Snakemake entry point).
+- `summarize`, `entropy_matched`, `selected_sets`, `jaccard_table` live in
+  ipg.evaluation_summary (no model needed) and are re-exported here.
 
 Rows (`ROW_COLUMNS`, one per condition x seed x prompt): condition, selection ("none" for
 the baseline, "temperature" for the control, "deletion" / "mean_ablation" for the extra
@@ -28,7 +28,6 @@ batched sampler call over all prompts x G samples; identical unit sets are sampl
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,15 +38,11 @@ import pandas as pd
 
 from ipg.errors import IPGError
 from ipg.intervention import check_transfer, steer
+from ipg.evaluation_summary import (  # noqa: F401 - re-exported: ipg.evaluation's public names
+    BASELINE, CONDITION_KEYS, METRICS, ROW_COLUMNS, _scores, entropy_matched, jaccard_table,
+    selected_sets, summarize,
+)
 from ipg.sampling import SamplingConfig
-from ipg.statistics import bootstrap_ci, expected_random_jaccard, jaccard
-
-ROW_COLUMNS = ["condition", "selection", "k", "gamma", "mode", "temperature", "seed",
-               "prompt_id", "accuracy", "length", "entropy", "truncated", "n_units", "n_samples"]
-METRICS = ("accuracy", "length", "entropy", "truncated")
-CONDITION_KEYS = ("condition", "selection", "k", "gamma", "mode", "temperature", "n_units",
-                  "n_samples")
-BASELINE = "none"
 
 
 def _check_prompts(prompts: pd.DataFrame) -> None:
@@ -59,17 +54,6 @@ def _check_prompts(prompts: pd.DataFrame) -> None:
         raise IPGError("no held-out prompts to evaluate on: the prompts frame is empty")
     if prompts["prompt_id"].duplicated().any():
         raise IPGError("prompts frame has a repeated prompt_id; pass each prompt once")
-
-
-def _scores(table: Any, granularity: str | None) -> pd.DataFrame:
-    frame = getattr(table, "scores", table)  # an Attribution or its scores frame
-    if not isinstance(frame, pd.DataFrame) or not {"unit", "score"} <= set(frame.columns):
-        raise IPGError("attribution scores need columns unit and score (an Attribution table)")
-    if granularity is not None and "granularity" in frame.columns:
-        frame = frame[frame["granularity"] == granularity]
-        if frame.empty:
-            raise IPGError(f"the attribution table has no units of granularity '{granularity}'")
-    return frame
 
 
 class _Runner:
@@ -241,83 +225,6 @@ def transfer(source_model, target_model, tokenizer, task: str, prompts_frame: pd
                              sae=sae_target, **kwargs)
 
 
-def summarize(rows: pd.DataFrame, by: Sequence[str] = (), scheme: str = "prompts",
-              confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per condition: n_prompts, n_seeds, and for each metric its mean with a bootstrap
-    CI ({m}, {m}_lo, {m}_hi) and the paired difference to the baseline (d_{m}, d_{m}_lo,
-    d_{m}_hi; steered - unsteered on the same prompt and seed). Baseline rows are those with
-    selection "none"; `by` names label columns (e.g. model, task) the pairing must also match."""
-    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
-    if missing:
-        raise IPGError(f"steering rows lack column(s) {missing}; pass what evaluate_steering returns")
-    by = list(by)
-    pair = by + ["prompt_id", "seed"]
-    base = rows[rows["selection"] == BASELINE].groupby(pair)[list(METRICS)].mean()
-    keys = [c for c in rows.columns if c not in ("seed", "prompt_id", *METRICS)]
-    out = []
-    for key, group in rows.groupby(keys, sort=False, dropna=False):
-        rec = dict(zip(keys, key))
-        wide = {m: group.pivot_table(index="prompt_id", columns="seed", values=m, aggfunc="mean")
-                for m in METRICS}
-        rec.update(n_prompts=wide["accuracy"].shape[0], n_seeds=wide["accuracy"].shape[1])
-        for m in METRICS:
-            y = wide[m].to_numpy(dtype=np.float64)  # [n_prompts, n_seeds]
-            ci = bootstrap_ci(y, scheme, confidence, n_resamples, seed) if np.isfinite(y).all() \
-                else (float(np.nanmean(y)), float("nan"), float("nan"))
-            rec.update({m: ci[0], f"{m}_lo": ci[1], f"{m}_hi": ci[2]})
-            paired = group.set_index(pair)[m]
-            b = base[m].reindex(paired.index)
-            if len(base) and b.notna().all() and np.isfinite(y).all():
-                d_wide = (paired - b).reset_index().pivot_table(
-                    index="prompt_id", columns="seed", values=m, aggfunc="mean")
-                d = bootstrap_ci(d_wide.to_numpy(), scheme, confidence, n_resamples, seed)
-            else:
-                d = (float("nan"),) * 3
-            rec.update({f"d_{m}": d[0], f"d_{m}_lo": d[1], f"d_{m}_hi": d[2]})
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def entropy_matched(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Add the temperature control's `metric` and temperature interpolated at each condition's
-    mean entropy (matched_{metric}, matched_temperature; NaN outside the controls' range)."""
-    ctrl = summary[summary["selection"] == "temperature"].sort_values("entropy")
-    out = summary.copy()
-    if len(ctrl) < 2:
-        out[f"matched_{metric}"] = out["matched_temperature"] = np.nan
-        return out
-    h = ctrl["entropy"].to_numpy()
-    inside = (out["entropy"] >= h.min()) & (out["entropy"] <= h.max())
-    for col, src in ((f"matched_{metric}", metric), ("matched_temperature", "temperature")):
-        vals = np.interp(out["entropy"], h, ctrl[src].to_numpy(dtype=np.float64))
-        out[col] = np.where(inside, vals, np.nan)
-    return out
-
-
-def selected_sets(tables: Mapping[str, Any], k: int, mode: str = "signed",
-                  per_layer: bool = False) -> dict[str, list[str]]:
-    """{name: attribution table} -> {name: the k units it selects}."""
-    from ipg.attribution.table import select_units
-
-    return {name: select_units(_scores(t, None), k, mode, per_layer) for name, t in tables.items()}
-
-
-def jaccard_table(sets: Mapping[str, Iterable[str]], n_units: int | None = None) -> pd.DataFrame:
-    """Every unordered pair of named sets: a, b, n_a, n_b, n_common, jaccard, and (given the
-    number of candidate units) `chance`, the expected Jaccard of two random sets of those sizes."""
-    named = {k: set(v) for k, v in sets.items()}
-    names, rows = list(named), []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            row = dict(a=a, b=b, n_a=len(named[a]), n_b=len(named[b]),
-                       n_common=len(named[a] & named[b]), jaccard=jaccard(named[a], named[b]))
-            if n_units is not None:
-                row["chance"] = expected_random_jaccard(n_units, len(named[a]), len(named[b]))
-            rows.append(row)
-    cols = ["a", "b", "n_a", "n_b", "n_common", "jaccard"] + (["chance"] if n_units else [])
-    return pd.DataFrame(rows, columns=cols)
-
-
 STEERING_DEFAULTS: dict[str, Any] = dict(
     ks=[10], gammas=[0.0, 2.0], selections=["signed", "bottom", "magnitude"], seeds=[0],
     samples_per_prompt=4, n_prompts=None, temperature=1.0, max_new_tokens=96,
@@ -352,14 +259,17 @@ def _signed_extras(model, tokenizer, task: str, prompts: pd.DataFrame, scores: p
 def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task: str,
                  chat: bool, params: Mapping[str, Any], out_parquet: str, out_summary_csv: str,
                  sae_dirs: Sequence[str] = (), metrics_path: str | None = None,
-                 progress: bool = False, trajectories_path: str | None = None) -> pd.DataFrame:
+                 progress: bool = False, trajectories_path: str | None = None,
+                 device: str | None = None) -> pd.DataFrame:
     """Load the model once, steer it on the held-out split with the attribution table's units
     (gamma grid, deletion curve, mean ablation, temperature control), and write the rows
     (parquet), the summary (csv) and the config + provenance (JSON; default
     `{out_parquet without .parquet}.json`), each atomically. Returns the summary.
     `trajectories_path` (the steered model's attribution trajectories) gives the units' mean
-    activations for mode 'mean' and mean_ablation."""
+    activations for mode 'mean' and mean_ablation. device: None / "auto" =
+    ipg.devices.resolve_device's choice; part of the checkpoint key (no cross-device resume)."""
     from ipg.attribution.table import read_attribution
+    from ipg.devices import resolve_device
     from ipg.models.load import load_model
     from ipg.provenance import provenance
     from ipg.tasks.prepare import read_prepared
@@ -375,20 +285,21 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     if wants_means and not trajectories_path:
         raise IPGError("steering mode 'mean' / mean_ablation need the units' mean activations: "
                        "pass trajectories_path (the model's attribution trajectories)")
+    device = resolve_device(device)  # a bad device: one line before reading anything
     prompts = read_prepared(prepared_path, split="heldout")
     if p["n_prompts"]:
         prompts = prompts.head(int(p["n_prompts"]))
     scores = read_attribution(attribution_path).scores
     granularity = str(scores["granularity"].iloc[0]) if len(scores) else "neurons"
     method = str(scores["method"].iloc[0]) if len(scores) else "unknown"
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, device=device)
     sae = None
     if granularity == "sae":
         from ipg.sae import load_sae
 
         if not sae_dirs:
             raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
-        sae = [load_sae(d) for d in sae_dirs]
+        sae = [load_sae(d, device=device) for d in sae_dirs]
     cfg = SamplingConfig(temperature=float(p["temperature"]),
                          max_new_tokens=int(p["max_new_tokens"]),
                          prompts_per_batch=int(p["prompts_per_batch"]))
@@ -405,7 +316,7 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
 
     store = ChunkStore.for_output(out_parquet, fingerprint(
         [model_dir, prepared_path, attribution_path, *sae_dirs, *([trajectories_path] if
-         wants_means else [])], task=task, chat=chat, params=p))
+         wants_means else [])], task=task, chat=chat, params=p, device=str(device)))
     run = _Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, p["mode"],
                   means if p["mode"] == "mean" else None, progress, store)
     mean_run = (_Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, "mean", means, progress,
@@ -440,7 +351,8 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
                **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
                              "attribution": str(attribution_path), "task": task, "chat": chat,
                              "trajectories": str(trajectories_path) if wants_means else None,
-                             "sae_dirs": [str(d) for d in sae_dirs], **labels, **p})}
+                             "sae_dirs": [str(d) for d in sae_dirs], **labels, **p}),
+               "device": str(device)}  # where it ran (not a param: the config hash ignores it)
     target = metrics_path or str(Path(out_parquet).with_suffix(".json"))
     write_json_atomic(metrics, target)
     store.clear()

@@ -158,19 +158,24 @@ def run_sampling(
     table_path: str,
     metrics_path: str,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics.
 
     Progress is saved per batch of prompts in `<table_path>.chunks/` (ipg.checkpoint): a
-    killed run resumes from its last saved batch with identical results."""
+    killed run resumes from its last saved batch with identical results. device: None / "auto"
+    = ipg.devices.resolve_device's choice; it is part of the checkpoint key (a GPU draws other
+    random numbers than the CPU: batches of two devices are never mixed)."""
+    from ipg.devices import resolve_device
     from ipg.models.load import load_model
     from ipg.provenance import provenance
     from ipg.tasks.prepare import read_prepared
 
+    device = resolve_device(device)  # a bad device: one line before reading anything
     prepared = read_prepared(prepared_path, split=split)
     if sampling.get("n_prompts"):
         prepared = prepared.head(int(sampling["n_prompts"]))
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, device=device)
     n_samples = int(sampling.get("samples_per_prompt", 8))
     cfg = SamplingConfig(
         temperature=float(sampling.get("temperature", 1.0)),
@@ -179,13 +184,15 @@ def run_sampling(
         seed=seed,
     )
     key = fingerprint([model_dir, prepared_path], task=task, chat=chat, split=split,
-                      n_prompts=len(prepared), n_samples=n_samples, cfg=cfg.__dict__)
+                      n_prompts=len(prepared), n_samples=n_samples, cfg=cfg.__dict__,
+                      device=str(device))
     store = ChunkStore.for_output(table_path, key, chunk_size=cfg.prompts_per_batch)
     frame, metrics = trajectories_for_prompts(
         model, tokenizer, prepared, task, chat, n_samples, cfg, progress, store
     )
     metrics.update(provenance({"model_dir": str(model_dir), "task": task, "split": split,
                                "seed": seed, "samples_per_prompt": n_samples, **cfg.__dict__}))
+    metrics["device"] = str(device)  # where it ran (not a param: the config hash ignores it)
     write_table_atomic(frame, table_path)
     write_json_atomic(metrics, metrics_path)
     store.clear()

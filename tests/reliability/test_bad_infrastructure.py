@@ -1,7 +1,8 @@
 """Bad infrastructure: an MLflow store that is locked, of another schema or not a database; a
 DVC remote that is not defined or whose folder does not exist; a Snakemake profile naming an
-executor plugin that is not installed. Each fails with one line naming the store / remote /
-profile and the fix (harness: reliability_catalogue). `ipg check` runs the last three:
+executor plugin that is not installed; an IPG_DEVICE this machine does not have. Each fails
+with one line naming the store / remote / profile / device and the fix (harness:
+reliability_catalogue). `ipg check` runs the last three:
 tests/reliability/test_cli_errors.py."""
 from __future__ import annotations
 
@@ -124,6 +125,31 @@ def _(ctx):
     profile.mkdir(parents=True)
     return lambda: check_profile(profile), ["'slurmm'", str(profile / "config.yaml")], \
         "pass a folder of profiles/"
+
+
+# -- the torch device ----------------------------------------------------------------------------------
+
+@case("IPG_DEVICE: not a device name")
+def _(ctx):
+    from ipg.models.load import load_model
+
+    ctx.mp.setenv("IPG_DEVICE", "gpu")
+    return lambda: load_model(ctx.fixture("tiny_qwen2_dir")), ["IPG_DEVICE='gpu'", "not a known device"], \
+        "unset IPG_DEVICE or set it to 'auto', 'cpu'"
+
+
+@case("IPG_DEVICE: CUDA on a machine without it")
+def _(ctx):
+    import torch
+
+    from ipg.trajectories import run_sampling
+
+    ctx.mp.setenv("IPG_DEVICE", "cuda")
+    ctx.mp.setattr(torch.cuda, "is_available", lambda: False)  # the same line on a GPU machine
+    call = lambda: run_sampling(str(ctx.fixture("tiny_qwen2_dir")), str(ctx.tmp / "missing.parquet"),  # noqa: E731
+                                "chain_sum", False, "attribution", 0, {}, str(ctx.out / "t.parquet"),
+                                str(ctx.out / "t.json"))
+    return call, ["IPG_DEVICE='cuda'", "CUDA is not available"], "unset IPG_DEVICE"
 
 
 @pytest.mark.parametrize("name", list(CASES))

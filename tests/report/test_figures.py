@@ -86,3 +86,48 @@ def test_study_benchmarks_follow_the_config():
     m, t = config["study"][0]["model"], config["study"][0]["tasks"][0]
     assert f"B/build_model/{m}.tsv" in files
     assert any(f.startswith(f"B/attribute/{m}/{t}/") for f in files)
+
+
+def _figure_texts(monkeypatch, draw) -> dict[str, list[str]]:
+    """Run a figure function with `save` replaced: {panel title: its legend labels} plus
+    'legend': the figure's legend texts."""
+    import matplotlib.pyplot as plt
+
+    from ipg.report import figures_steering
+
+    seen: dict[str, list[str]] = {}
+
+    def fake_save(fig, path, title, legend_rows=1):
+        for ax in fig.axes:
+            seen[ax.get_title()] = ax.get_legend_handles_labels()[1]
+        seen["legend"] = [t.get_text() for leg in fig.legends for t in leg.texts]
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(figures_steering, "save", fake_save)
+    draw()
+    return seen
+
+
+def test_deletion_legend_counts_each_models_own_random_draws(monkeypatch, tmp_path):
+    # synthA has two random draws, synthB one (as SmolLM2 has fewer draws than the organism)
+    frame = pd.concat([summary_rows("synthA", "t", "neurons", m) for m in ("ipg", "random_s0", "random_s1")]
+                      + [summary_rows("synthB", "t", "neurons", m) for m in ("ipg", "random_s0")])
+    seen = _figure_texts(monkeypatch, lambda: deletion_curves(frame, tmp_path / "d.png"))
+    panel = {title.split("\n")[0]: labels for title, labels in seen.items() if title != "legend"}
+    assert "random sets (mean of 2 draws; band: their range)" in panel["synthA · t"]
+    assert "random set (1 draw; band: 95% CI)" in panel["synthB · t"]
+    assert not any("2 draws" in lab for lab in panel["synthB · t"])
+    assert {"random sets (mean of 2 draws; band: their range)",
+            "random set (1 draw; band: 95% CI)"} <= set(seen["legend"])
+
+
+def test_pooled_random_draws_are_counted_per_model():
+    from ipg.report.plotting import pool_random
+
+    frame = pd.concat([summary_rows("synthA", "t", "neurons", m) for m in ("random_s0", "random_s1")]
+                      + [summary_rows("synthB", "t", "neurons", "random_s0")])
+    pooled = pool_random(frame.assign(kind="random"), ["accuracy"])
+    names = pooled.groupby("model")["method"].unique()
+    assert list(names["synthA"]) == ["random (2 draws)"]
+    assert list(names["synthB"]) == ["random (1 draw)"]

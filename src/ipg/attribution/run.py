@@ -22,8 +22,8 @@ from ipg.errors import IPGError
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
-def _load(model_dir, trajectories_path, granularity: str, sae_dirs: Sequence, device: str,
-          dtype: str) -> tuple[Any, Any, Any]:
+def _load(model_dir, trajectories_path, granularity: str, sae_dirs: Sequence,
+          device: torch.device, dtype: str) -> tuple[Any, Any, Any]:
     """(model, trajectory table, SAEs or None), with one-line errors for bad inputs."""
     from ipg.models.load import load_model
     from ipg.trajectories import read_trajectories
@@ -50,7 +50,7 @@ def run_ipg(
     parquet_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
     sae_dirs: Sequence[str | os.PathLike] = (),
-    device: str = "cpu",
+    device: str | None = None,
     dtype: str = "float32",
     progress: bool = True,
     chunk_prompts: int | None = None,
@@ -69,7 +69,7 @@ def run_method(
     parquet_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
     sae_dirs: Sequence[str | os.PathLike] = (),
-    device: str = "cpu",
+    device: str | None = None,
     dtype: str = "float32",
     progress: bool = True,
     method_name: str | None = None,
@@ -81,14 +81,20 @@ def run_method(
     chunk_prompts: for the long kinds (methods.CHUNKED), save per-prompt scores every that
     many prompts in `<parquet_path>.chunks/` (ipg.checkpoint), so a killed run resumes from
     its last chunk with a bitwise identical table; the folder is removed once the table is
-    written. None: no checkpoints."""
+    written. None: no checkpoints.
+
+    device: None / "auto" = ipg.devices.resolve_device's choice ($IPG_DEVICE, else a GPU if
+    any). The resolved device is part of the checkpoint key: chunks computed on one device
+    are never mixed into a run resumed on another (their floats may differ)."""
+    from ipg.devices import resolve_device
     from ipg.provenance import provenance
 
     kind, _ = check_method(method)  # bad kind or params: one line before loading anything
+    device = resolve_device(device)
     store = None
     if chunk_prompts is not None and kind in CHUNKED:
         key = fingerprint([model_dir, trajectories_path, *sae_dirs], granularity=granularity,
-                          method=dict(method), name=method_name, device=device, dtype=dtype)
+                          method=dict(method), name=method_name, device=str(device), dtype=dtype)
         store = ChunkStore.for_output(parquet_path, key, chunk_size=chunk_prompts)
     model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
     att = run_attribution(model, trajectories, granularity, dict(method), sae, progress,
@@ -98,6 +104,7 @@ def run_method(
         "granularity": granularity, "dtype": dtype, "method": att.metrics["method"],
         **dict(method),
     }))
+    att.metrics["device"] = str(device)  # where it ran (not a param: the config hash ignores it)
     write_attribution(att, parquet_path, metrics_path)
     if store is not None:
         store.clear()

@@ -97,9 +97,17 @@ def _random_band(sub: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
+def random_label(n_draws: int) -> str:
+    """The legend entry of a panel's random line: how many draws it pools, and its band."""
+    if n_draws == 1:
+        return "random set (1 draw; band: 95% CI)"
+    return f"random sets (mean of {n_draws} draws; band: their range)"
+
+
 def deletion_curves(steering: pd.DataFrame, path: Path, config=None) -> Path | str:
     """2. Accuracy vs number of units ablated (gamma 0, signed top-k), per method; the random
-    draws as one line (their mean) with a band (their range)."""
+    draws as one line (their mean) with a band (their range). The draw count of the legend is
+    each panel's own (models may have different numbers of random draws)."""
     curves = deletion_table(steering)
     if curves.empty or not (curves["k"].astype(float) > 0).any():
         return "no ablation (gamma = 0) of a signed top-k selection was evaluated"
@@ -107,9 +115,6 @@ def deletion_curves(steering: pd.DataFrame, path: Path, config=None) -> Path | s
     keys = _panels(curves, lambda g: g["k"].nunique() > 1)
     fig, axes = facets(keys)
     rand_mask = curves.apply(lambda r: is_random(r["method"], str(r.get("kind", ""))), axis=1)
-    n_draws = curves.loc[rand_mask, "method"].nunique()
-    rand_label = f"random sets (mean of {n_draws} draw{'s' if n_draws != 1 else ''}; band: " + (
-        "their range)" if n_draws > 1 else "95% CI)")
     colors = palette([m for m in curves["method"].unique() if not is_random(m)] + ["random"])
     for (r, c), ax in axes.items():
         group = curves[(curves["row"] == r) & (curves["granularity"] == c)]
@@ -117,7 +122,7 @@ def deletion_curves(steering: pd.DataFrame, path: Path, config=None) -> Path | s
         if len(rand):
             agg = _random_band(rand)
             ax.plot(agg["k"], agg["accuracy"], ls="--", marker="o", ms=4, color=colors["random"],
-                    label=rand_label, lw=1.6)
+                    label=random_label(rand["method"].nunique()), lw=1.6)
             ax.fill_between(agg["k"], agg["lo"], agg["hi"], color=colors["random"], alpha=0.2, lw=0)
         for method, sub in group[~rand_mask.loc[group.index]].groupby("method"):
             sub = sub.sort_values("k")

@@ -78,7 +78,8 @@ def band(ax, x, y, lo, hi, label, color, linestyle="-", marker="o", shade=True) 
 
 def pool_random(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Replace the random draws (method random*) by one method 'random (n draws)': the mean of
-    each metric, its CI the envelope of the draws' CIs (min of lo, max of hi)."""
+    each metric, its CI the envelope of the draws' CIs (min of lo, max of hi). n is counted per
+    model / task / granularity (/ source / target): models may have different numbers of draws."""
     if frame.empty:
         return frame
     mask = frame.apply(lambda r: is_random(r["method"], str(r.get("kind", ""))), axis=1)
@@ -94,8 +95,13 @@ def pool_random(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
             agg[f"{m}_lo"] = (f"{m}_lo", "min")
             agg[f"{m}_hi"] = (f"{m}_hi", "max")
     pooled = rand.groupby(keys, dropna=False).agg(**agg).reset_index()
-    n = rand["method"].nunique()
-    pooled["method"] = f"random ({n} draw{'s' if n > 1 else ''})"
+    panel = [c for c in ("model", "task", "granularity", "source", "target") if c in keys]
+    if panel:
+        n = rand.groupby(panel, dropna=False)["method"].nunique().rename("_n").reset_index()
+        n = pooled[panel].merge(n, on=panel, how="left")["_n"].to_numpy()
+    else:
+        n = [rand["method"].nunique()] * len(pooled)
+    pooled["method"] = [f"random ({int(c)} draw{'s' if c > 1 else ''})" for c in n]
     pooled["kind"] = "random"
     return pd.concat([frame[~mask], pooled], ignore_index=True)
 

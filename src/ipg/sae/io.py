@@ -84,10 +84,14 @@ def load_sae(
     directory: str | Path,
     layer: int | None = None,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> TopKSAE:
-    """Load a sparsify-format SAE folder (also accepts the path of its sae.safetensors)."""
+    """Load a sparsify-format SAE folder (also accepts the path of its sae.safetensors) onto
+    `device` (None / "auto": ipg.devices.resolve_device's choice, as load_model)."""
+    from ipg.devices import resolve_device
+
+    device = resolve_device(device)
     directory = Path(directory)
     if directory.name == WEIGHTS_FILE:
         directory = directory.parent
