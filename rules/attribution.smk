@@ -22,7 +22,7 @@ rule attribute:
     benchmark:
         "benchmarks/attribute/{model}/{task}/{granularity}/{method}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         method=lambda w: canonical(method_params(config, w.model, w.granularity, w.method)),
     threads: model_threads

@@ -25,7 +25,7 @@ rule bench_attribution:
     benchmark:
         "benchmarks/bench_attribution.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         models=[f"{RESULTS}/models/{m}" if m in _REGISTERED else m for m in BENCH["models"]],
         quick=BENCH["quick"],
@@ -60,7 +60,7 @@ rule bench_sampling:
     benchmark:
         "benchmarks/bench_sampling.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         models=bench_gen_model_args,
         quick="--quick" if BENCH["quick"] else "",
@@ -82,7 +82,7 @@ rule bench_steering:
     benchmark:
         "benchmarks/bench_steering.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         models=bench_gen_model_args,
         quick="--quick" if BENCH["quick"] else "",
@@ -102,7 +102,7 @@ rule bench_workflow:
     benchmark:
         "benchmarks/bench_workflow.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         quick="--quick" if BENCH["quick"] else "",
     threads: workflow.cores

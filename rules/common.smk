@@ -5,6 +5,9 @@ them by their serialisation, so key order alone must never trigger a rerun.
 """
 from ipg.models import get_model_spec
 
+# the conda env of every rule that imports torch (config torch_env: cpu | gpu)
+TORCH_ENV = f"../envs/torch-{config['torch_env']}.yaml"
+
 
 def canonical(value):
     if isinstance(value, dict):

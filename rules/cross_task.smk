@@ -25,7 +25,7 @@ rule cross_task:
     benchmark:
         "benchmarks/cross_task/{model}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"  # ipg.evaluation (selected_sets, jaccard_table) imports torch
+        TORCH_ENV  # ipg.evaluation (selected_sets, jaccard_table) imports torch
     params:
         targets=cross_task_jobs,
         top_k=lambda w: {g: cross_task_k(config, g) for g in sorted(config["cross_task"]["granularities"])},

@@ -9,7 +9,7 @@ rule prepare_task:
     benchmark:
         "benchmarks/prepare_task/{task}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         task_params=task_params,
         n_attribution=config["data"]["n_attribution"],

@@ -39,7 +39,7 @@ rule evaluate_steering:
     benchmark:
         "benchmarks/evaluate_steering/{model}/{task}/{granularity}/{method}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         steering=evaluation_params,
         chat=model_chat,
@@ -62,7 +62,7 @@ rule evaluate_transfer:
     benchmark:
         "benchmarks/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         steering=lambda w: evaluation_params(w, source=w.source),
         chat=lambda w: get_model_spec(w.target).chat,

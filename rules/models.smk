@@ -11,7 +11,7 @@ rule build_model:
     benchmark:
         "benchmarks/build_model/{model}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         model_params=model_params,
         seed=config["seed"],

@@ -12,7 +12,7 @@ rule train_sae:
     benchmark:
         "benchmarks/train_sae/{model}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         sae=lambda w: canonical(config["sae"]),
         seed=config["seed"],

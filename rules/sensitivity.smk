@@ -33,7 +33,7 @@ rule sensitivity_variant:
     benchmark:
         "benchmarks/sensitivity_variant/{model}/{task}/{granularity}/{variant}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         ipg=lambda w: canonical(sensitivity_params(config, w.variant)),
     threads: model_threads
@@ -57,7 +57,7 @@ rule sensitivity:
     benchmark:
         "benchmarks/sensitivity/{model}/{task}/{granularity}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         variants=lambda w: sensitivity_variants(config),
         top_k=config["sensitivity"]["top_k"],

@@ -13,7 +13,7 @@ rule sample_trajectories:
     benchmark:
         "benchmarks/sample_trajectories/{model}/{task}/{seed}.tsv"
     conda:
-        "../envs/torch-cpu.yaml"
+        TORCH_ENV
     params:
         sampling=model_sampling,
         chat=model_chat,

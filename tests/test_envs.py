@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml")) + [ROOT / "environment.yml"]
 CONDA_SPEC = re.compile(r"^[A-Za-z0-9_.\-]+(=[0-9][0-9A-Za-z.*]*)?$")
+TORCH_ENVS = ("cpu", "gpu")
 
 
 def normalize(name: str) -> str:
@@ -81,7 +82,20 @@ def test_every_rule_names_a_conda_env_that_exists():
     for rules in rule_files:
         text = rules.read_text()
         n_rules = len(re.findall(r"^rule \w+:", text, flags=re.M))
-        envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', text)
+        envs = re.findall(r'conda:\s*\n\s*("[^"]+"|TORCH_ENV)', text)
         assert len(envs) == n_rules, f"{rules.name}: {n_rules} rules but {len(envs)} conda: entries"
         for env in envs:
-            assert (rules.parent / env).resolve().exists(), f"{rules.name}: {env} does not exist"
+            # TORCH_ENV (rules/common.smk) is envs/torch-<config torch_env>.yaml: both must exist
+            paths = ([f"../envs/torch-{v}.yaml" for v in TORCH_ENVS] if env == "TORCH_ENV"
+                     else [env.strip('"')])
+            for path in paths:
+                assert (rules.parent / path).resolve().exists(), f"{rules.name}: {path} does not exist"
+
+
+def test_torch_env_choices_match_the_schema_and_the_common_rules():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["torch_env"]["enum"] == list(TORCH_ENVS)
+    common = (ROOT / "rules/common.smk").read_text()
+    assert 'TORCH_ENV = f"../envs/torch-{config[\'torch_env\']}.yaml"' in common
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    assert paper["torch_env"] == "gpu"  # the GPU-cluster study installs CUDA torch
