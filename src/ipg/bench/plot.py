@@ -13,6 +13,9 @@ RATIOS = {  # bench -> (label, better when)
     "shared_prompt_speedup": ("positions all / generated", "higher"),
     "quadrature_cost": ("midpoint / GL seconds to <1% residual", "higher"),
     "flops_fraction": ("achieved / matmul FLOP/s", "higher"),
+    "checkpoint_memory": ("layer checkpointing / not, peak memory", "lower"),
+    "checkpoint_time": ("layer checkpointing / not, time", "lower"),
+    "autocast_time": ("bf16 autocast / float32 time (CPU)", "lower"),
 }
 
 
@@ -61,9 +64,10 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
     ax.legend(fontsize=8, title=None)
 
     # (c) every ratio against its target (log scale)
-    rat = frame[frame["bench"].isin(RATIOS)].copy()
-    rat["label"] = [RATIOS[b][0] + (" (chunk=1)" if "default" in v else " (best chunk)" if "best" in v
-                                    else f" ({v.split(' (')[0]})" if b == "flops_fraction" else "")
+    rat = frame[frame["bench"].isin(RATIOS) & (frame["unit"] != "MiB above start")].copy()
+    rat["label"] = [RATIOS[b][0] + (" (chunk=1)" if "one path point" in v else " (best chunk)" if "best" in v
+                                    else f" ({v.split(' (')[0]})" if b == "flops_fraction"
+                                    else f" ({v.split(':')[0]})" if b == "checkpoint_memory" else "")
                     for b, v in zip(rat["bench"], rat["variant"])]
     ax = axes[2]
     sns.barplot(data=rat, y="label", x="value", hue="model", ax=ax, orient="h")
@@ -82,7 +86,7 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
                 | ((frame["bench"] == "memory_exponent") & frame["variant"].str.startswith("scaling"))].copy()
     ax = axes[3]
     if len(exp):
-        exp["label"] = [("time in " if b == "time_exponent" else "memory in ") + v.split()[-1]
+        exp["label"] = [("time in " if b == "time_exponent" else "memory in ") + v.removeprefix("scaling ")
                         for b, v in zip(exp["bench"], exp["variant"])]
         sns.barplot(data=exp, y="label", x="value", hue="model", ax=ax, orient="h")
         ax.legend(fontsize=8, title=None)

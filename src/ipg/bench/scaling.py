@@ -112,6 +112,6 @@ def scaling_rows(spec: str, model, base: tuple[int, int, int, int], reps: int, t
         glibc = list(pool.map(lambda sz: measure(
             f"{name}:L{sz.layers}", "ipg", sz.n_traj, sz.prompt_len, sz.gen_len, sz.m, sz.chunk,
             threads=threads, n_prompts=sz.n_prompts, allocator="glibc"), levels))
-    row("memory_exponent", "scaling m (glibc default mmap threshold)", shape(levels[-1]),
+    row("memory_exponent", "scaling m, glibc default allocator", shape(levels[-1]),
         fit_exponent([sz.m for sz in levels], [max(r["peak_mib"] - r["base_mib"], 1e-3) for r in glibc]),
         "exponent of m")
