@@ -71,6 +71,13 @@ class Granularity:
     def unit_id(self, layer: int, index: int) -> str:
         raise NotImplementedError
 
+    def bypass(self, layer: int) -> "tuple[nn.Module, Callable[[Tensor], Tensor]] | None":
+        """(producer, forward): the module that computes the hooked tensor x only to hand it
+        to module(layer), and a forward that skips that work, giving module(layer) a
+        placeholder of x's shape instead. Used when every edit replaces x without reading
+        its values (IPG's joint path). None: nothing to skip."""
+        return None
+
     # -- read / write -------------------------------------------------------------------------
     def read(self, layer: int, x: Tensor) -> Tensor:
         """Hooked tensor x [b, pos, ...] -> unit activations a [b, pos, units, unit_dim]."""
@@ -137,6 +144,22 @@ class Neurons(Granularity):
 
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unsqueeze(-1)  # [b, pos, d_ff, 1]
+
+    def bypass(self, layer: int):
+        """A SwiGLU MLP, down_proj(act(gate_proj(x)) * up_proj(x)), as down_proj(placeholder):
+        gate_proj, up_proj and the activation (2/3 of the MLP's FLOPs) are skipped."""
+        import torch
+
+        mlp, down = self.blocks[layer].mlp, self.module(layer)
+        if not all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "act_fn")):
+            return None  # another MLP layout: it may do more than feed down_proj
+
+        def forward(x: Tensor) -> Tensor:
+            kind = x.device.type  # the dtype act(gate) * up would have (autocast's, if on)
+            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+            return down(x.new_zeros((), dtype=dtype).expand(*x.shape[:-1], down.in_features))
+
+        return mlp, forward
 
 
 @GRANULARITIES.register("heads")
@@ -260,11 +283,21 @@ def _replace_output(output: Any, fn: EditFn) -> Any:
 
 
 @contextmanager
-def edit_activations(gran: Granularity, fns: dict[int, EditFn]) -> Iterator[None]:
-    """Install `fns[layer](x) -> x' | None` on each layer's hooked tensor for the block's duration."""
+def edit_activations(gran: Granularity, fns: dict[int, EditFn],
+                     skip_producer: bool = False) -> Iterator[None]:
+    """Install `fns[layer](x) -> x' | None` on each layer's hooked tensor for the block's duration.
+
+    skip_producer: the fns replace x without reading its values, so the module that computes
+    x is bypassed where the granularity has one (Granularity.bypass; x is then a placeholder)."""
     handles = []
+    swapped: list[tuple[Any, Any]] = []  # (producer, its own instance-level forward or None)
     try:
         for layer, fn in fns.items():
+            found = gran.bypass(layer) if skip_producer else None
+            if found is not None:
+                producer, forward = found
+                swapped.append((producer, producer.__dict__.get("forward")))
+                producer.forward = forward
             module = gran.module(layer)
             if gran.hook == "pre":
                 def pre(mod: nn.Module, args: tuple, fn: EditFn = fn) -> tuple | None:
@@ -281,6 +314,11 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn]) -> Iterator[None
     finally:
         for handle in handles:
             handle.remove()
+        for producer, own in reversed(swapped):
+            if own is None:
+                del producer.forward
+            else:
+                producer.forward = own
 
 
 @contextmanager

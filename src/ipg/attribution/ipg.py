@@ -38,7 +38,7 @@ from ipg.attribution.table import (  # noqa: F401  (re-exported for callers of t
     Attribution, make_attribution, read_attribution, select_units, write_attribution,
 )
 from ipg.checkpoint import ChunkStore, run_chunks
-from ipg.components import get_granularity, parse_unit
+from ipg.components import get_granularity
 from ipg.errors import IPGError
 from ipg.rewards import ADVANTAGES, advantages, group_rewards
 
@@ -291,7 +291,9 @@ def attribute(
                 reward_path[:] = saved["reward_path"]
                 bar.update(n_steps // max(len(work), 1) * len(work_set.intersection(items)))
     bar.close()
-    return _finish(gran.name, units, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
+    counts = [gran.unit_shape(l)[0] for l in layers]  # (layer, index) of each unit, as `units`
+    unit_pos = (np.repeat(layers, counts), np.concatenate([np.arange(n) for n in counts]))
+    return _finish(gran.name, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
                    n_tokens, reward_path, alphas, layers, temperature, cfg, start)
 
 
@@ -364,7 +366,7 @@ def _onpolicy_step(model, hooks: PathHooks, layers: list[int], prompt: pd.DataFr
     return float(rewards[0, :g].mean())
 
 
-def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff, n_tokens,
+def _finish(granularity, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff, n_tokens,
             reward_path, alphas, layers, temperature, cfg, start) -> Attribution:
     n_prompts, n_nonzero = len(prompt_ids), int(sum(nonzero))
     if n_nonzero == 0:
@@ -414,6 +416,5 @@ def _finish(granularity, units, per_prompt, prompt_ids, phi_h, delta, nonzero, l
             f"{cfg.max_residual}: raise "
             f"config key 'm' (now {cfg.m}){hint}"
         )
-    parsed = [parse_unit(u) for u in units]
-    return make_attribution(units, [p[1] for p in parsed], [p[2] for p in parsed], per_prompt,
-                            prompt_ids, granularity, "ipg", metrics)
+    return make_attribution(units, unit_pos[0], unit_pos[1], per_prompt, prompt_ids, granularity,
+                            "ipg", metrics)

@@ -35,7 +35,6 @@ class PathHooks:
         self.gran, self.layers, self.base = gran, layers, base  # base[l]: a' [units, unit_dim]
         self.recorded: dict[int, Tensor] = {}  # hooked x on the unmodified forward [G, pos, ...]
         self.acc: dict[int, Tensor] = {}  # [units] float32 (float64 for a float64 model)
-        self._terms: dict[int, tuple] = {}  # joint mode: per-layer (a, a - a') of the recording
         self.reset()
 
     def reset(self) -> None:
@@ -47,7 +46,6 @@ class PathHooks:
     def record(self) -> Iterator[None]:
         """Store every selected layer's hooked tensor (detached) on an unmodified forward."""
         self.recorded = {}
-        self._terms = {}
 
         def make(layer: int):
             def fn(x: Tensor) -> None:
@@ -74,7 +72,11 @@ class PathHooks:
         accumulating tensor hooks (call backward inside the block or after).
         """
         layers = self.layers if layers is None else layers
-        with edit_activations(self.gran, {l: self._hook(l, alpha, mask, mode, grad) for l in layers}):
+        # joint mode with a reshape-only write never reads x's values (a comes from the
+        # recording): the module computing x (for neurons, the MLP's gate and up) is skipped
+        skip = mode == "joint" and type(self.gran).write is Granularity.write
+        with edit_activations(self.gran, {l: self._hook(l, alpha, mask, mode, grad) for l in layers},
+                              skip_producer=skip):
             yield
 
     def _hook(self, layer: int, alpha: Tensor | float, mask: Tensor | None, mode: Mode, grad: bool):
@@ -109,27 +111,26 @@ class PathHooks:
 
         return fn
 
-    def _joint_terms(self, layer: int, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """(a, (a - a') * mask, the same in the accumulator dtype), [G, pos, units, unit_dim],
-        from the recorded forward; cached while the recording and the mask object stay the same."""
-        rec = self.recorded[layer]
-        hit = self._terms.get(layer)
-        if hit is not None and hit[0] is rec and hit[1] is mask:
-            return hit[2]
-        a = wide(self.gran.read(layer, rec).detach())  # float32 even under bf16 autocast
+    def _joint_diff(self, layer: int, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(a, (a - a') * mask) [G, pos, units, unit_dim] from the recorded forward, float32
+        (float64 for a float64 model) even under bf16 autocast.
+
+        Only the recording itself is kept for the whole prompt (in the model's activation
+        dtype); a and the difference are rebuilt per chunk (forward) and per backward: a few
+        elementwise passes over G rows instead of two more activation-sized tensors per layer
+        held for the whole prompt."""
+        a = wide(self.gran.read(layer, self.recorded[layer]).detach())
         diff = a - self.base[layer].to(a.dtype)
         if mask is not None:
             m = _rows(mask, a.shape[0])
             diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)
-        terms = (a, diff, diff.to(self.acc[layer].dtype))
-        self._terms[layer] = (rec, mask, terms)
-        return terms
+        return a, diff
 
     def _joint_path(self, layer: int, x: Tensor, alpha: Tensor | float, mask: Tensor | None,
                     grad: bool) -> Tensor:
         """The joint-mode path tensor for x [b = reps * G, pos, ...]: same values as the
         generic route (a - (1 - alpha) * diff on the recorded a), without repeating a."""
-        a, diff, diff_w = self._joint_terms(layer, mask)
+        a, diff = self._joint_diff(layer, mask)
         g_rows = a.shape[0]
         reps = x.shape[0] // g_rows
         if isinstance(alpha, Tensor):
@@ -139,13 +140,15 @@ class PathHooks:
             a_path = a - (1 - alpha) * diff
             if reps > 1:
                 a_path = a_path.repeat(reps, *([1] * (a.ndim - 1)))
+        del a, diff
         if grad:  # a and diff carry no graph: the tap makes a_path part of the backward
-            a_path = tap(a_path, lambda g, l=layer: self._accumulate_joint(l, diff_w, reps, g))
+            a_path = tap(a_path, lambda g, l=layer: self._accumulate_joint(l, mask, reps, g))
         return a_path.reshape(x.shape).to(x.dtype)
 
-    def _accumulate_joint(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
+    def _accumulate_joint(self, layer: int, mask: Tensor | None, reps: int, g: Tensor) -> None:
         # diff [G, ...] is shared by the reps path points of the batch: sum over them in one go
         acc = self.acc[layer]
+        diff = self._joint_diff(layer, mask)[1].to(acc.dtype)
         g5 = g.to(acc.dtype).view(reps, *diff.shape)
         self.acc[layer] = acc + (g5 * diff).sum(dim=(0, 1, 2, 4))
 
