@@ -71,12 +71,12 @@ class Granularity:
     def unit_id(self, layer: int, index: int) -> str:
         raise NotImplementedError
 
-    def bypass(self, layer: int) -> "tuple[nn.Module, Callable[[Tensor], Tensor]] | None":
-        """(producer, forward): the module that computes the hooked tensor x only to hand it
-        to module(layer), and a forward that skips that work, giving module(layer) a
-        placeholder of x's shape instead. Used when every edit replaces x without reading
-        its values (IPG's joint path). None: nothing to skip."""
-        return None
+    def bypass(self, layer: int) -> list[tuple[nn.Module, Callable[..., Any]]]:
+        """[(producer, forward)]: modules that compute the hooked tensor x only to hand it on
+        to module(layer), each with a forward that skips that work (x is then a placeholder
+        of its shape). Used when every edit replaces x without reading its values (IPG's
+        joint path). []: nothing to skip."""
+        return []
 
     # -- read / write -------------------------------------------------------------------------
     def read(self, layer: int, x: Tensor) -> Tensor:
@@ -148,18 +148,14 @@ class Neurons(Granularity):
     def bypass(self, layer: int):
         """A SwiGLU MLP, down_proj(act(gate_proj(x)) * up_proj(x)), as down_proj(placeholder):
         gate_proj, up_proj and the activation (2/3 of the MLP's FLOPs) are skipped."""
-        import torch
-
         mlp, down = self.blocks[layer].mlp, self.module(layer)
         if not all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "act_fn")):
-            return None  # another MLP layout: it may do more than feed down_proj
+            return []  # another MLP layout: it may do more than feed down_proj
 
         def forward(x: Tensor) -> Tensor:
-            kind = x.device.type  # the dtype act(gate) * up would have (autocast's, if on)
-            dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-            return down(x.new_zeros((), dtype=dtype).expand(*x.shape[:-1], down.in_features))
+            return down(_placeholder(x, down.in_features))
 
-        return mlp, forward
+        return [(mlp, forward)]
 
 
 @GRANULARITIES.register("heads")
@@ -181,6 +177,16 @@ class Heads(Granularity):
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unflatten(-1, self.unit_shape(layer))  # [b, pos, n_heads, head_dim]
 
+    def bypass(self, layer: int):
+        """Self-attention as o_proj(placeholder): q/k/v, rotary, cache and attention skipped
+        (the cache the engine gives a path forward is stateless, surrogate.py)."""
+        attn, o_proj = self.blocks[layer].self_attn, self.module(layer)
+
+        def forward(hidden_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
+            return o_proj(_placeholder(hidden_states, o_proj.in_features)), None
+
+        return [(attn, forward)]
+
 
 @GRANULARITIES.register("layers")
 class Layers(Granularity):
@@ -199,6 +205,14 @@ class Layers(Granularity):
 
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unsqueeze(-2)  # [b, pos, 1, d_model]
+
+    def bypass(self, layer: int):
+        """Blocks 0..layer as identities: block `layer`'s output is replaced, and the blocks
+        before it only feed it (in joint mode nothing below the replaced output is needed)."""
+        def identity(hidden_states: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+            return hidden_states
+
+        return [(self.blocks[j], identity) for j in range(layer + 1)]
 
 
 @GRANULARITIES.register("sae")
@@ -282,6 +296,16 @@ def _replace_output(output: Any, fn: EditFn) -> Any:
     return output if new is None else (new, *output[1:])
 
 
+def _placeholder(x: Tensor, width: int) -> Tensor:
+    """Zeros [*x.shape[:-1], width] (a broadcast view) in the dtype the skipped computation
+    would have produced: autocast's when it is on, else x's."""
+    import torch
+
+    kind = x.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+    return x.new_zeros((), dtype=dtype).expand(*x.shape[:-1], width)
+
+
 @contextmanager
 def edit_activations(gran: Granularity, fns: dict[int, EditFn],
                      skip_producer: bool = False) -> Iterator[None]:
@@ -293,9 +317,9 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn],
     swapped: list[tuple[Any, Any]] = []  # (producer, its own instance-level forward or None)
     try:
         for layer, fn in fns.items():
-            found = gran.bypass(layer) if skip_producer else None
-            if found is not None:
-                producer, forward = found
+            for producer, forward in (gran.bypass(layer) if skip_producer else []):
+                if any(producer is done for done, _ in swapped):
+                    continue  # several hooked layers share a producer (layers: blocks 0..l)
                 swapped.append((producer, producer.__dict__.get("forward")))
                 producer.forward = forward
             module = gran.module(layer)
