@@ -127,3 +127,23 @@ def test_layer_suffix_and_scaling_sizes() -> None:
     assert [s.layers for s in plan["layers"]] == [2, 4, 8]
     assert abs(fit_exponent([1, 2, 4], [3, 6, 12]) - 1) < 1e-9
     assert abs(fit_exponent([1, 2, 4], [5, 5, 5])) < 1e-9
+
+
+def test_quadrature_cost_says_when_a_rule_misses_the_target(monkeypatch) -> None:
+    """With m capped at 1 and a 1e-6 target no rule reaches it: the cost row must say so
+    instead of claiming a cost 'at < target residual'."""
+    from ipg.bench import quadrature_cost
+    from ipg.bench.quadrature_cost import quadrature_rows
+
+    monkeypatch.setattr(quadrature_cost, "TARGET", 1e-6)
+    from ipg.bench.workload import bench_model, synthetic_table
+
+    model, _ = bench_model("random-qwen2-tiny")
+    table = synthetic_table(model.config.vocab_size, 2, 8, 8, n_prompts=2)
+    rows: list[tuple] = []
+    quadrature_rows(model, table, (2, 8, 8, 1), 1, 1, 1, lambda *a, **k: rows.append(a))
+    residuals = {r[1].split()[0]: r[3] for r in rows if r[0] == "quadrature_residual"}
+    cost = [r[1] for r in rows if r[0] == "quadrature_cost"][0]
+    missed = [rule for rule, res in residuals.items() if not res < 1e-6]
+    assert missed, residuals  # the case this test is for
+    assert all(rule in cost for rule in missed) and "did not reach" in cost

@@ -82,8 +82,8 @@ FULL = Profile()
 LARGE = Profile(main=(2, 8, 16, 4), reps=3, chunk=(2, 8, 16, 4), chunks=(1, 2, 4), naive=(2, 4, 8, 2),
                 captum_steps=(1, 4), shared=(2, 68, 16, 1), memory_gen=(32, 64, 128),
                 memory_shape=(1, 8, 1), memory_plain=False, memory_workers=2, shots=2,
-                quadrature=(2, 0, 16, 32), quadrature_prompts=2, quadrature_baseline="mean",
-                scaling=(1, 8, 8, 2))
+                quadrature=(2, 0, 16, 64), quadrature_prompts=2, quadrature_baseline="mean",
+                scaling=(2, 8, 8, 2))  # G = 2: leave-one-out advantages need two samples
 LARGE_PARAMS = 50e6
 QUICK = Profile(main=(2, 8, 16, 4), reps=1, chunk=(2, 8, 16, 4), chunks=(1, 2, 4),
                 naive=(2, 4, 24, 2), captum_steps=(1, 4), shared=(2, 51, 9, 4),
