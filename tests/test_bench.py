@@ -147,3 +147,18 @@ def test_quadrature_cost_says_when_a_rule_misses_the_target(monkeypatch) -> None
     missed = [rule for rule, res in residuals.items() if not res < 1e-6]
     assert missed, residuals  # the case this test is for
     assert all(rule in cost for rule in missed) and "did not reach" in cost
+
+
+def test_a_failing_bench_keeps_the_rows_measured_before_it(tmp_path, monkeypatch) -> None:
+    from ipg.bench import attribution
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("ipg.bench.naive.naive_ipg", boom)
+    csv = tmp_path / "bench.csv"
+    with pytest.raises(RuntimeError, match="disk full"):
+        attribution.run_bench(quick=True, csv_path=csv, benches=["chunk", "naive"], threads=1,
+                              log=lambda s: None)
+    frame = pd.read_csv(csv)
+    assert set(frame["bench"]) == {"chunk_time", "chunk_best"}  # measured before the failure

@@ -79,9 +79,9 @@ FULL = Profile()
 # Models over LARGE_PARAMS parameters (SmolLM2-135M) on a CPU: smaller shapes, same reps.
 # Quadrature: the study's SmolLM2 settings (mean baseline, generated positions: a zero
 # baseline over all 30 MLP layers left a 769% residual at m=16).
-LARGE = Profile(main=(2, 8, 16, 4), reps=3, chunk=(2, 8, 16, 4), chunks=(1, 2, 4), naive=(2, 4, 8, 2),
+LARGE = Profile(main=(2, 8, 16, 4), reps=3, chunk=(2, 8, 16, 4), chunks=(1, 2, 4), naive=(2, 4, 32, 2),
                 captum_steps=(1, 4), shared=(2, 68, 16, 1), memory_gen=(32, 64, 128),
-                memory_shape=(1, 8, 1), memory_plain=False, memory_workers=2, shots=2,
+                memory_shape=(2, 8, 1), memory_plain=False, memory_workers=2, shots=2,
                 quadrature=(2, 0, 16, 64), quadrature_prompts=2, quadrature_baseline="mean",
                 scaling=(2, 8, 8, 2))  # G = 2: leave-one-out advantages need two samples
 LARGE_PARAMS = 50e6
@@ -114,15 +114,17 @@ def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
-                     benches: tuple[str, ...] = BENCHES, results_dir: str = "results") -> list[dict]:
-    """The selected benches for one model; rows of the tidy table."""
+                     benches: tuple[str, ...] = BENCHES, results_dir: str = "results",
+                     rows: list[dict] | None = None) -> list[dict]:
+    """The selected benches for one model; rows of the tidy table, appended to `rows` as they
+    are measured (so a caller keeps what was measured before an error)."""
     from ipg.bench.captum_ref import captum_ipg
     from ipg.bench.memory import measure
     from ipg.bench.naive import naive_ipg
 
     model, label = bench_model(spec)
     vocab, threads = model.config.vocab_size, torch.get_num_threads()
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
 
     def row(bench, variant, shape, value, unit, target="", n_prompts=1):
         n, p, t, m = shape
@@ -294,18 +296,28 @@ def run_bench(models: list[str] | None = None, quick: bool = False, csv_path: st
     models = models or [QUICK_MODEL if quick else DEFAULT_MODEL]
     log(f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows: list[dict] = []
-    for spec in models:
-        rows += bench_model_rows(spec, profile, log, chosen, results_dir)
-        frame = pd.DataFrame(rows, columns=COLUMNS)
-        if csv_path:
-            Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-            frame.to_csv(csv_path, index=False)
+    try:
+        for spec in models:
+            bench_model_rows(spec, profile, log, chosen, results_dir, rows)
+            _write_csv(rows, csv_path)
+    except BaseException:  # keep the rows measured so far (a partial table, said in the log)
+        if rows and csv_path:
+            _write_csv(rows, csv_path)
+            log(f"stopped early: the {len(rows)} rows measured so far are in {csv_path}")
+        raise
     frame = pd.DataFrame(rows, columns=COLUMNS)
     if png_path:
         from ipg.bench.plot import plot_bench
 
         plot_bench(frame, png_path)
     return frame
+
+
+def _write_csv(rows: list[dict], csv_path: str | Path | None) -> None:
+    from ipg.trajectories import write_csv_atomic
+
+    if csv_path:
+        write_csv_atomic(pd.DataFrame(rows, columns=COLUMNS), csv_path)
 
 
 def format_table(frame: pd.DataFrame) -> str:
