@@ -7,7 +7,8 @@
 tracemalloc does not see torch's allocator, so the peak resident set size (VmHWM) is read
 from /proc/self/status. It is reset (/proc/self/clear_refs, "5") after the model and the
 batch are built, so the number is the attribution's own high-water mark above the
-resident memory it started from (`peak_mib - base_mib`). Where the reset is not allowed,
+resident memory it started from (`peak_mib - base_mib`); the model's weights, memory-mapped
+from safetensors, are paged in before that, so they are not counted. Where the reset is not allowed,
 getrusage's ru_maxrss (the whole process's peak) is reported and `reset` is false.
 `measure(...)` runs this module in a subprocess and returns its JSON (by default with glibc's
 mmap threshold pinned: see `measure`).
@@ -59,6 +60,9 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
     model, _ = bench_model(model_spec)
     table = synthetic_table(model.config.vocab_size, n_traj, prompt_len, gen_len, n_prompts=n_prompts)
     batch = dense_batch(table)
+    with torch.no_grad():  # safetensors weights are memory-mapped: page them in before the
+        for param in model.parameters():  # baseline, or the first forward counts them
+            param.sum()
     cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None,
                     checkpoint_layers=checkpoint_layers, autocast=autocast)
     gc.collect()
