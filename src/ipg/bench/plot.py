@@ -29,7 +29,8 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, 4, figsize=(23, 5), gridspec_kw=dict(width_ratios=[1, 1, 1.25, 1]))
+    fig, grid = plt.subplots(2, 2, figsize=(17, 11))
+    axes = grid.ravel()
 
     def plain_ticks(ax, xs, log_y: bool = False) -> None:
         ax.set_xticks(xs, labels=[str(x) for x in xs])
@@ -50,7 +51,7 @@ def plot_bench(frame: pd.DataFrame, path: str | Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="generated tokens per trajectory T",
            ylabel="peak RSS above start (MiB)", title="(a) Peak memory vs trajectory length")
     plain_ticks(ax, sorted(int(t) for t in mem["gen_len"].unique()), log_y=True)
-    ax.legend(fontsize=8, title=None)
+    ax.legend(fontsize=8, title=None, loc="lower right")
 
     # (b) time vs path points per batch, relative to one point per batch
     ch = frame[frame["bench"] == "chunk_time"].copy()
