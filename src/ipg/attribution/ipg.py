@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ipg.attribution.completeness import check_bound, check_finite, completeness
 from ipg.attribution.execution import AUTOCAST_DTYPES, autocast, checkpointed
 from ipg.attribution.path import PathHooks
 from ipg.attribution.quadrature import QUADRATURES, nodes_weights
@@ -257,7 +258,7 @@ def attribute(
                         reward_path[k] += r_mean / (len(work) * len(passes))
                         bar.update(1)
                 per_prompt[i] = hooks.scores().cpu().numpy()
-                _check_finite(prompt_ids[i], granularity, units, per_prompt[i])
+                check_finite(prompt_ids[i], granularity, units, per_prompt[i])
                 return
             prefix["now"] = encode_prompt(model, batch) if shared else None
             lp_h, phi_h[i], delta[i] = _offpolicy_prompt(
@@ -268,7 +269,7 @@ def attribute(
                 lp_diff.extend((lp_h.cpu().double() - torch.tensor(
                     groups[i]["logprob"].to_numpy(dtype="float64"))).abs().tolist())
             per_prompt[i] = hooks.scores().cpu().numpy()
-            _check_finite(prompt_ids[i], granularity, units, per_prompt[i], phi_h[i], delta[i])
+            check_finite(prompt_ids[i], granularity, units, per_prompt[i], phi_h[i], delta[i])
 
         def compute(items: range) -> dict[str, Any]:  # one chunk of prompts (ipg.checkpoint)
             n_lp, n_tok, rows = len(lp_diff), len(n_tokens), slice(items.start, items.stop)
@@ -295,21 +296,6 @@ def attribute(
     unit_pos = (np.repeat(layers, counts), np.concatenate([np.arange(n) for n in counts]))
     return _finish(gran.name, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
                    n_tokens, reward_path, alphas, layers, temperature, cfg, start)
-
-
-def _check_finite(prompt_id: str, granularity: str, units: list[str], scores: np.ndarray,
-                  phi: float = 0.0, delta: float = 0.0) -> None:
-    """One-line IPGError if Phi or any unit's score of a prompt is NaN or infinite."""
-    fix = ("the model's activations or gradients overflow or are NaN: check its weights, load "
-           "it in float32, and check the trajectory's tokens")
-    if not (np.isfinite(phi) and np.isfinite(delta)):
-        raise IPGError(f"IPG ({granularity}): non-finite surrogate Phi = {phi} for prompt_id "
-                       f"'{prompt_id}'; {fix}")
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
-        raise IPGError(f"IPG ({granularity}): non-finite score {scores[bad[0]]} for unit "
-                       f"'{units[bad[0]]}' ({bad.size} unit(s) in all) of prompt_id "
-                       f"'{prompt_id}'; {fix}")
 
 
 def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
@@ -374,29 +360,15 @@ def _finish(granularity, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, 
             f"all {n_prompts} prompts have zero advantages (equal rewards within every prompt): "
             "every IPG score is 0 (metrics empty_result: true); sample more trajectories per "
             "prompt or attribute a reward that varies", stacklevel=3)
-    sums = per_prompt.sum(axis=1)  # [n_prompts]
-    total, target = float(sums.mean()), float(delta.mean())
     offpolicy_like = cfg.path != "onpolicy"
-    residual = abs(total - target) / abs(target) if target != 0 else (0.0 if total == 0 else float("inf"))
-    per = [abs(sums[i] - delta[i]) / abs(delta[i]) for i in range(n_prompts) if nonzero[i] and delta[i] != 0]
-    # The bound is checked on the pooled residual sum_i |err_i| / sum_i |delta_i| (prompts with an
-    # advantage): the residual of the mean divides by |mean delta|, which is ill-conditioned when
-    # the prompts' Phi(h) - Phi(h') cancel, and one prompt's error can hide another's.
-    used = [i for i in range(n_prompts) if nonzero[i]]
-    scale = float(sum(abs(delta[i]) for i in used))
-    pooled = (float(sum(abs(sums[i] - delta[i]) for i in used)) / scale if scale > 0
-              else (0.0 if all(sums[i] == 0 for i in used) else float("inf")))
+    res = completeness(per_prompt, delta, nonzero)
     metrics: dict[str, Any] = {
         "method": "ipg", "granularity": granularity, "layers": layers, "n_units": len(units),
         "n_prompts": n_prompts, "n_prompts_nonzero_advantage": n_nonzero,
-        "temperature_used": temperature, "sum_scores": total,
+        "temperature_used": temperature, "sum_scores": res.pop("sum_scores"),
         "phi_h": float(phi_h.mean()) if offpolicy_like else None,
         "phi_baseline": float((phi_h - delta).mean()) if offpolicy_like else None,
-        "phi_delta": target if offpolicy_like else None,
-        "completeness_residual": residual if offpolicy_like else None,
-        "completeness_residual_pooled": pooled if offpolicy_like else None,
-        "completeness_residual_prompt_median": float(np.median(per)) if per and offpolicy_like else None,
-        "completeness_residual_prompt_max": float(np.max(per)) if per and offpolicy_like else None,
+        **{k: (v if offpolicy_like else None) for k, v in res.items()},
         "logprob_max_abs_diff": float(max(lp_diff)) if lp_diff else None,
         "generated_tokens_mean": float(np.mean(n_tokens)) if n_tokens else None,
         "reward_along_path": ({"alpha": alphas.tolist(), "mean_reward": reward_path.tolist()}
@@ -409,12 +381,7 @@ def _finish(granularity, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, 
         warnings.warn(
             f"re-scored log-probs differ from the table's 'logprob' by up to {max(lp_diff):.3g}: "
             "check the temperature and that the model is the sampler's", stacklevel=3)
-    if cfg.path == "offpolicy" and cfg.max_residual is not None and pooled > cfg.max_residual:
-        hint = "" if cfg.quadrature == "gauss_legendre" else " or use quadrature gauss_legendre"
-        raise IPGError(
-            f"IPG completeness residual {pooled:.3g} (pooled over prompts) > max_residual "
-            f"{cfg.max_residual}: raise "
-            f"config key 'm' (now {cfg.m}){hint}"
-        )
+    if cfg.path == "offpolicy":
+        check_bound(res["completeness_residual_pooled"], cfg.max_residual, cfg.m, cfg.quadrature)
     return make_attribution(units, unit_pos[0], unit_pos[1], per_prompt, prompt_ids, granularity,
                             "ipg", metrics)
