@@ -151,3 +151,25 @@ def test_joint_path_forwards_skip_the_replaced_computation(qwen, gran, producer)
         counts[mode] = calls[0]
     stats = 1 if gran == "layers" else 0  # run() gives layers the mean baseline: one stats forward
     assert counts == {"joint": 1 + stats, "onthefly": 3 + stats}
+
+
+@pytest.mark.parametrize("gran", GRANS)
+@pytest.mark.parametrize("variant", [{}, {"positions": "generated", "baseline": "mean"},
+                                     {"multilayer": "separate", "baseline": "mean"}])
+def test_trajectory_groups_add_up_to_the_whole_prompt(qwen, table, gran, variant) -> None:
+    """Phi is a sum over a prompt's trajectories: attributing them in groups of 1 or 2 gives
+    the same scores and the same completeness target as all G at once."""
+    whole = run(qwen, table, gran, **variant)
+    for size in (1, 2):
+        grouped = run(qwen, table, gran, traj_chunk=size, **variant)
+        np.testing.assert_allclose(grouped.per_prompt, whole.per_prompt, rtol=1e-9,
+                                   atol=1e-12 * np.abs(whole.per_prompt).max())
+        assert grouped.metrics["phi_delta"] == pytest.approx(whole.metrics["phi_delta"], rel=1e-10)
+        assert grouped.metrics["phi_h"] == pytest.approx(whole.metrics["phi_h"], rel=1e-10)
+
+
+def test_trajectory_groups_bad_values_are_one_line_errors() -> None:
+    with pytest.raises(IPGError, match="'traj_chunk' must be an integer >= 1 or null, got 0"):
+        IPGConfig(traj_chunk=0)
+    with pytest.raises(IPGError, match="'importance' normalises over all G"):
+        IPGConfig(path="importance", traj_chunk=2)

@@ -81,6 +81,7 @@ class IPGConfig:
     share_prompt_cache: bool = True  # positions=generated: encode each prompt once (KV cache)
     autocast: str = "none"  # bfloat16: matmuls in bf16, sums and accumulators float32 (GPU)
     checkpoint_layers: bool = False  # recompute decoder layers in backward (long CoT memory)
+    traj_chunk: int | None = None  # a prompt's trajectories in groups of this many (None: all G)
 
     def __post_init__(self) -> None:
         for key, allowed in _CHOICES.items():
@@ -96,6 +97,13 @@ class IPGConfig:
             raise IPGError(f"IPG config key 'temperature' must be > 0, got {self.temperature}")
         if self.layers is not None:
             self.layers = [int(l) for l in self.layers]
+        if self.traj_chunk is not None:
+            if int(self.traj_chunk) != self.traj_chunk or self.traj_chunk < 1:
+                raise IPGError(f"IPG config key 'traj_chunk' must be an integer >= 1 or null, got "
+                               f"{self.traj_chunk!r}")
+            if self.path == "importance":
+                raise IPGError("IPG path 'importance' normalises over all G trajectories of a "
+                               "prompt at once; leave traj_chunk null")
         if not isinstance(self.checkpoint_layers, bool):
             raise IPGError(f"IPG config key 'checkpoint_layers' must be true or false, got "
                            f"{self.checkpoint_layers!r}")
@@ -263,7 +271,7 @@ def attribute(
             prefix["now"] = encode_prompt(model, batch) if shared else None
             lp_h, phi_h[i], delta[i] = _offpolicy_prompt(
                 forward, hooks, batch, pos_mask(batch), adv[i, :g].to(device), passes, mode,
-                chunks, alphas, weights, cfg.path == "importance", bar)
+                chunks, alphas, weights, cfg.path == "importance", bar, cfg.traj_chunk)
             n_tokens.extend(batch.target_mask.sum(1).tolist())
             if "logprob" in groups[i]:
                 lp_diff.extend((lp_h.cpu().double() - torch.tensor(
@@ -301,11 +309,34 @@ def attribute(
 def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
                       batch: TeacherBatch, m_pos: Tensor, adv: Tensor, passes: list[list[int]],
                       mode: str, chunks: list[list[int]], alphas: np.ndarray, weights: np.ndarray,
-                      importance: bool, bar: tqdm) -> tuple[Tensor, float, float]:
+                      importance: bool, bar: tqdm, traj_chunk: int | None = None
+                      ) -> tuple[Tensor, float, float]:
     """IG of one prompt's surrogate into hooks.acc; returns (log pi(tau; h) [G], Phi(h), delta)
-    where delta = sum over passes of Phi(h) - Phi(h'_pass) (the completeness target)."""
+    where delta = sum over passes of Phi(h) - Phi(h'_pass) (the completeness target).
+
+    traj_chunk: the G trajectories in groups of that many rows, one after the other. Phi is a
+    sum over trajectories (coefficients A_j / G with the prompt's G), so Phi(h), delta and
+    every IG sum add up over the groups; memory (the recording, each chunk's graph) is that
+    of one group."""
     g = batch.size
+    step = g if traj_chunk is None else min(traj_chunk, g)
     coef = adv / g  # A_j / G
+    parts = []
+    for start in range(0, g, step):
+        rows = slice(start, min(start + step, g))
+        parts.append(_offpolicy_rows(forward, hooks, batch.rows(rows), m_pos[rows], adv[rows],
+                                     coef[rows], passes, mode, chunks, alphas, weights, importance,
+                                     lambda: bar.update(step / g if step < g else 1)))
+    return (torch.cat([p[0] for p in parts]), sum(p[1] for p in parts), sum(p[2] for p in parts))
+
+
+def _offpolicy_rows(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
+                    batch: TeacherBatch, m_pos: Tensor, adv: Tensor, coef: Tensor,
+                    passes: list[list[int]], mode: str, chunks: list[list[int]], alphas: np.ndarray,
+                    weights: np.ndarray, importance: bool, tick: Callable[[], None]
+                    ) -> tuple[Tensor, float, float]:
+    """`_offpolicy_prompt` for a group of one prompt's trajectories (coef: their A_j / G)."""
+    g = batch.size
     with torch.no_grad(), hooks.record():
         lp_h = forward(batch)  # log pi(tau_j; h) [G], activations h recorded
     phi_h = float(surrogate(lp_h, coef))
@@ -327,7 +358,7 @@ def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHook
                 objective = (w[:, None] * coefs * lp).sum()  # sum_k w_k Phi(h_{a_k})
                 if objective.requires_grad:
                     objective.backward()  # tensor hooks add w_k (h - h') * grad to hooks.acc
-            bar.update(1)
+            tick()
     return lp_h, phi_h, delta
 
 

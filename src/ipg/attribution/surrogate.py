@@ -43,6 +43,13 @@ class TeacherBatch:
     def size(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def rows(self, sl: slice) -> "TeacherBatch":
+        """Trajectories sl of the batch (same prompt and padded width)."""
+        if sl == slice(0, self.size):
+            return self
+        return TeacherBatch(self.input_ids[sl], self.attention_mask[sl], self.gen_mask[sl],
+                            self.prompt_len, self.targets[sl], self.target_mask[sl])
+
     def repeat(self, c: int) -> "TeacherBatch":
         """The batch stacked c times (path points on the batch dimension), [c * b, ...]."""
         if c == 1:

@@ -49,7 +49,7 @@ def _peak_kib(reset: bool) -> int:
 
 def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
         chunk: int, n_prompts: int = 1, checkpoint_layers: bool = False,
-        autocast: str = "none", granularity: str = "neurons") -> dict:
+        autocast: str = "none", granularity: str = "neurons", traj_chunk: int | None = None) -> dict:
     import gc
 
     import torch
@@ -64,7 +64,7 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
         for param in model.parameters():  # baseline, or the first forward counts them
             param.sum()
     cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None,
-                    checkpoint_layers=checkpoint_layers, autocast=autocast)
+                    checkpoint_layers=checkpoint_layers, autocast=autocast, traj_chunk=traj_chunk)
     gc.collect()
     base = _status_kib("VmRSS") or 0
     reset = _reset_peak()
@@ -82,7 +82,8 @@ def run(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, 
 def measure(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: int, m: int,
             chunk: int = 1, threads: int | None = None, n_prompts: int = 1,
             checkpoint_layers: bool = False, autocast: str = "none",
-            allocator: str = "fixed", granularity: str = "neurons") -> dict:
+            allocator: str = "fixed", granularity: str = "neurons",
+            traj_chunk: int | None = None) -> dict:
     """Run one measurement in a fresh interpreter; its JSON result.
 
     allocator "fixed" pins glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_=128 KiB): with its
@@ -97,6 +98,7 @@ def measure(model_spec: str, what: str, n_traj: int, prompt_len: int, gen_len: i
            "--m", str(m), "--chunk", str(chunk), "--threads", str(threads),
            "--n-prompts", str(n_prompts), "--autocast", autocast, "--granularity", granularity]
     cmd += ["--checkpoint-layers"] if checkpoint_layers else []
+    cmd += ["--traj-chunk", str(traj_chunk)] if traj_chunk else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     if allocator == "fixed":
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint-layers", action="store_true")
     p.add_argument("--autocast", default="none")
     p.add_argument("--granularity", default="neurons")
+    p.add_argument("--traj-chunk", type=int, default=None)
     args = p.parse_args(argv)
     from ipg.scripting import set_offline_env
 
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     result = run(args.model, args.what, args.n_traj, args.prompt_len, args.gen_len, args.m, args.chunk,
-                 args.n_prompts, args.checkpoint_layers, args.autocast, args.granularity)
+                 args.n_prompts, args.checkpoint_layers, args.autocast, args.granularity, args.traj_chunk)
     print(json.dumps(result))
 
 
