@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ipg.attribution.completeness import check_bound, check_finite, completeness
 from ipg.attribution.execution import AUTOCAST_DTYPES, autocast, checkpointed
+from ipg.attribution.offpolicy import offpolicy_prompt
 from ipg.attribution.path import PathHooks
 from ipg.attribution.quadrature import QUADRATURES, nodes_weights
 from ipg.attribution.reference import REFERENCES, activation_stats, reference_activations
@@ -269,7 +270,7 @@ def attribute(
                 check_finite(prompt_ids[i], granularity, units, per_prompt[i])
                 return
             prefix["now"] = encode_prompt(model, batch) if shared else None
-            lp_h, phi_h[i], delta[i] = _offpolicy_prompt(
+            lp_h, phi_h[i], delta[i] = offpolicy_prompt(
                 forward, hooks, batch, pos_mask(batch), adv[i, :g].to(device), passes, mode,
                 chunks, alphas, weights, cfg.path == "importance", bar, cfg.traj_chunk)
             n_tokens.extend(batch.target_mask.sum(1).tolist())
@@ -304,62 +305,6 @@ def attribute(
     unit_pos = (np.repeat(layers, counts), np.concatenate([np.arange(n) for n in counts]))
     return _finish(gran.name, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
                    n_tokens, reward_path, alphas, layers, temperature, cfg, start)
-
-
-def _offpolicy_prompt(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
-                      batch: TeacherBatch, m_pos: Tensor, adv: Tensor, passes: list[list[int]],
-                      mode: str, chunks: list[list[int]], alphas: np.ndarray, weights: np.ndarray,
-                      importance: bool, bar: tqdm, traj_chunk: int | None = None
-                      ) -> tuple[Tensor, float, float]:
-    """IG of one prompt's surrogate into hooks.acc; returns (log pi(tau; h) [G], Phi(h), delta)
-    where delta = sum over passes of Phi(h) - Phi(h'_pass) (the completeness target).
-
-    traj_chunk: the G trajectories in groups of that many rows, one after the other. Phi is a
-    sum over trajectories (coefficients A_j / G with the prompt's G), so Phi(h), delta and
-    every IG sum add up over the groups; memory (the recording, each chunk's graph) is that
-    of one group."""
-    g = batch.size
-    step = g if traj_chunk is None else min(traj_chunk, g)
-    coef = adv / g  # A_j / G
-    parts = []
-    for start in range(0, g, step):
-        rows = slice(start, min(start + step, g))
-        parts.append(_offpolicy_rows(forward, hooks, batch.rows(rows), m_pos[rows], adv[rows],
-                                     coef[rows], passes, mode, chunks, alphas, weights, importance,
-                                     lambda: bar.update(step / g if step < g else 1)))
-    return (torch.cat([p[0] for p in parts]), sum(p[1] for p in parts), sum(p[2] for p in parts))
-
-
-def _offpolicy_rows(forward: Callable[[TeacherBatch], Tensor], hooks: PathHooks,
-                    batch: TeacherBatch, m_pos: Tensor, adv: Tensor, coef: Tensor,
-                    passes: list[list[int]], mode: str, chunks: list[list[int]], alphas: np.ndarray,
-                    weights: np.ndarray, importance: bool, tick: Callable[[], None]
-                    ) -> tuple[Tensor, float, float]:
-    """`_offpolicy_prompt` for a group of one prompt's trajectories (coef: their A_j / G)."""
-    g = batch.size
-    with torch.no_grad(), hooks.record():
-        lp_h = forward(batch)  # log pi(tau_j; h) [G], activations h recorded
-    phi_h = float(surrogate(lp_h, coef))
-    delta = 0.0
-    for pass_layers in passes:
-        with torch.no_grad(), hooks.interpolate(torch.zeros(g, device=adv.device), m_pos, mode,
-                                                grad=False, layers=pass_layers):
-            delta += phi_h - float(surrogate(forward(batch), coef))  # alpha = 0: Phi(h')
-        for ks in chunks:  # path points on the batch dimension: rows [k * G + j]
-            c = len(ks)
-            a_rows = torch.tensor(alphas[ks], device=adv.device).repeat_interleave(g)  # [c*G]
-            w = torch.tensor(weights[ks], device=adv.device, dtype=lp_h.dtype)  # [c]
-            with hooks.interpolate(a_rows, m_pos, mode, grad=True, layers=pass_layers):
-                lp = forward(batch.repeat(c)).view(c, g)  # [c, G]
-                if importance:  # self-normalised pi(tau; h_a) / pi(tau; h) replaces 1/G
-                    coefs = adv.to(lp.dtype) * torch.softmax(lp.detach() - lp_h, dim=1)
-                else:
-                    coefs = coef.to(lp.dtype).expand(c, g)
-                objective = (w[:, None] * coefs * lp).sum()  # sum_k w_k Phi(h_{a_k})
-                if objective.requires_grad:
-                    objective.backward()  # tensor hooks add w_k (h - h') * grad to hooks.acc
-            tick()
-    return lp_h, phi_h, delta
 
 
 def _onpolicy_step(model, hooks: PathHooks, layers: list[int], prompt: pd.DataFrame,
