@@ -314,14 +314,9 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn],
     skip_producer: the fns replace x without reading its values, so the module that computes
     x is bypassed where the granularity has one (Granularity.bypass; x is then a placeholder)."""
     handles = []
-    swapped: list[tuple[Any, Any]] = []  # (producer, its own instance-level forward or None)
+    bypassed = [pair for layer in fns for pair in (gran.bypass(layer) if skip_producer else [])]
     try:
         for layer, fn in fns.items():
-            for producer, forward in (gran.bypass(layer) if skip_producer else []):
-                if any(producer is done for done, _ in swapped):
-                    continue  # several hooked layers share a producer (layers: blocks 0..l)
-                swapped.append((producer, producer.__dict__.get("forward")))
-                producer.forward = forward
             module = gran.module(layer)
             if gran.hook == "pre":
                 def pre(mod: nn.Module, args: tuple, fn: EditFn = fn) -> tuple | None:
@@ -334,15 +329,31 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn],
                     return _replace_output(out, fn)
 
                 handles.append(module.register_forward_hook(post))
-        yield
+        with replaced_forwards(bypassed):
+            yield
     finally:
         for handle in handles:
             handle.remove()
-        for producer, own in reversed(swapped):
+
+
+@contextmanager
+def replaced_forwards(pairs: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
+    """Within the block, each module's forward is the paired callable (a module listed twice
+    keeps its first); afterwards every module's own forward is back (instance-level ones too)."""
+    swapped: list[tuple[Any, Any]] = []  # (module, its instance-level forward or None)
+    try:
+        for module, forward in pairs:
+            if any(module is done for done, _ in swapped):
+                continue  # several hooked layers share a producer (layers: blocks 0..l)
+            swapped.append((module, module.__dict__.get("forward")))
+            module.forward = forward
+        yield
+    finally:
+        for module, own in reversed(swapped):
             if own is None:
-                del producer.forward
+                del module.forward
             else:
-                producer.forward = own
+                module.forward = own
 
 
 @contextmanager

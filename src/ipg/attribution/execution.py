@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from ipg.components import replaced_forwards
 
 AUTOCAST_DTYPES = {"none": None, "bfloat16": torch.bfloat16}
 
@@ -45,27 +46,14 @@ def _checkpointed_forward(forward, *args, **kwargs):
     return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
-@contextlib.contextmanager
-def checkpointed(layers: nn.ModuleList | list[nn.Module], on: bool = True) -> Iterator[None]:
+def checkpointed(layers: nn.ModuleList | list[nn.Module], on: bool = True
+                 ) -> contextlib.AbstractContextManager:
     """Within the block, each layer's forward is activation-checkpointed (when `on`).
 
     Module hooks on a layer itself run outside its forward (once); hooks on its submodules
     run again during the recomputation. The KV cache a layer is given must not grow when it
     is called twice (surrogate.py's batched prompt cache is stateless)."""
     if not on:
-        yield
-        return
-    saved = []
-    try:
-        for layer in layers:
-            own = layer.__dict__.get("forward")  # an instance-level forward someone else set
-            saved.append((layer, own))
-            inner = own if own is not None else type(layer).forward.__get__(layer)
-            layer.forward = functools.partial(_checkpointed_forward, inner)
-        yield
-    finally:
-        for layer, own in saved:
-            if own is None:
-                del layer.forward
-            else:
-                layer.forward = own
+        return contextlib.nullcontext()
+    return replaced_forwards([(layer, functools.partial(_checkpointed_forward, layer.forward))
+                              for layer in layers])

@@ -40,7 +40,7 @@ import torch
 
 from ipg.bench.scaling import fit_exponent as _fit_exponent
 from ipg.bench.workload import (
-    DEFAULT_MODEL, bench_model, dense_batch, interleaved, load_average, plain_passes,
+    DEFAULT_MODEL, bench_model, dense_batch, interleaved, ipg_run, load_average, plain_passes,
     synthetic_table,
 )
 
@@ -103,10 +103,7 @@ def meets(value: float, target: str) -> bool | None:
 
 
 def _engine(model, table, m: int, chunk: int = 1, positions: str = "all"):
-    from ipg.attribution.ipg import IPGConfig, attribute
-
-    cfg = IPGConfig(m=m, chunk=chunk, positions=positions, temperature=1.0, max_residual=None)
-    return lambda: attribute(model, table, "neurons", cfg, progress=False)
+    return ipg_run(model, table, m, chunk, positions=positions)
 
 
 def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -15,14 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ipg.bench.workload import interleaved, synthetic_table
-
-
-def _engine(model, table, m: int, chunk: int, **extra):
-    from ipg.attribution.ipg import IPGConfig, attribute
-
-    cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None, **extra)
-    return lambda: attribute(model, table, "neurons", cfg, progress=False)
+from ipg.bench.workload import interleaved, ipg_run, synthetic_table
 
 
 def execution_rows(spec: str, model, main: tuple[int, int, int, int], chunk: int, reps: int,
@@ -32,9 +25,9 @@ def execution_rows(spec: str, model, main: tuple[int, int, int, int], chunk: int
 
     n, p, t, m = main
     table = synthetic_table(model.config.vocab_size, n, p, t)
-    fns = {"plain": _engine(model, table, m, chunk),
-           "checkpoint": _engine(model, table, m, chunk, checkpoint_layers=True),
-           "bf16": _engine(model, table, m, chunk, autocast="bfloat16")}
+    fns = {"plain": ipg_run(model, table, m, chunk),
+           "checkpoint": ipg_run(model, table, m, chunk, checkpoint_layers=True),
+           "bf16": ipg_run(model, table, m, chunk, autocast="bfloat16")}
     times = interleaved(fns, reps)
     row("checkpoint_time", f"checkpoint_layers / not (chunk={chunk})", main,
         times["checkpoint"] / times["plain"], "ratio")

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ipg.bench.workload import interleaved
+from ipg.bench.workload import interleaved, ipg_run
 
 RULES = ("riemann_mid", "gauss_legendre")
 TARGET = 0.01
@@ -25,11 +25,8 @@ TARGET = 0.01
 
 def _runner(model, table: pd.DataFrame, rule: str, m: int, chunk: int, baseline: str,
             positions: str):
-    from ipg.attribution.ipg import IPGConfig, attribute
-
-    cfg = IPGConfig(m=m, chunk=min(chunk, m), quadrature=rule, baseline=baseline,
-                    positions=positions, temperature=1.0, max_residual=None)
-    return lambda: attribute(model, table, "neurons", cfg, progress=False)
+    return ipg_run(model, table, m, min(chunk, m), quadrature=rule, baseline=baseline,
+                   positions=positions)
 
 
 def median_residual(model, table: pd.DataFrame, rule: str, m: int, chunk: int,

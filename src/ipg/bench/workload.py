@@ -160,6 +160,16 @@ def _rows(inputs: dict[str, Tensor]) -> int:
     return int(next(iter(inputs.values())).shape[0])
 
 
+def ipg_run(model: nn.Module, table, m: int, chunk: int = 1, granularity: str = "neurons",
+            **config) -> Callable[[], object]:
+    """A callable attributing `table` with IPG (m path points, `chunk` per batch, temperature
+    1, no residual bound; `config`: other IPGConfig keys), for timing side by side."""
+    from ipg.attribution.ipg import IPGConfig, attribute
+
+    cfg = IPGConfig(m=m, chunk=chunk, temperature=1.0, max_residual=None, **config)
+    return lambda: attribute(model, table, granularity, cfg, progress=False)
+
+
 def plain_passes(model: nn.Module, batch: DenseBatch, m: int) -> None:
     """m x (teacher-forced forward, log-prob of the sampled tokens, backward to an embedding leaf)."""
     embed = model.get_input_embeddings()
