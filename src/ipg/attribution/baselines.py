@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ipg.attribution.ipg import _frozen, _temperature
-from ipg.attribution.methods import KEYS, BaselineConfig
+from ipg.attribution.baseline_config import KEYS, BaselineConfig
 from ipg.attribution.surrogate import TeacherBatch, build_batch, sequence_logprobs
 from ipg.attribution.table import Attribution, make_attribution
 from ipg.attribution.tap import tap

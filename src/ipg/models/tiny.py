@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ipg.errors import IPGError
 from ipg.models import MODELS
-from ipg.models.base import ModelSpec
+from ipg.models.base import ModelShape, ModelSpec
 
 if TYPE_CHECKING:  # torch/transformers are imported where used: registering stays cheap
     from transformers import PreTrainedModel, Qwen2Tokenizer
@@ -112,6 +112,13 @@ def _builder(arch: Arch):
     return build
 
 
+def tiny_shape(params: dict[str, Any]) -> ModelShape:
+    """The size a tiny model's params give (TINY_CONFIG with their overrides)."""
+    cfg = {**TINY_CONFIG, **params}
+    return ModelShape(int(cfg["num_hidden_layers"]), int(cfg["intermediate_size"]),
+                      int(cfg["num_attention_heads"]))
+
+
 for _arch in ARCH_NAMES:
     MODELS.add(
         f"tiny-{_arch}",
@@ -121,5 +128,7 @@ for _arch in ARCH_NAMES:
             chat=True,
             description=f"2-layer random {_arch} model with a byte tokenizer (tests only)",
             default_params={"seed": 0},
+            param_keys=("seed", *TINY_CONFIG, "vocab_size", "rope_theta", "rms_norm_eps"),
+            shape=tiny_shape,
         ),
     )
