@@ -95,10 +95,17 @@ def test_steering_ks_per_granularity():
     assert config["steering"]["ks"]["layers"] == [1]  # left out: the schema's per-granularity default
     assert steering_params(config, "tiny-qwen2", "ipg", "heads")["ks"] == [1, 3]
     assert steering_params(config, "tiny-qwen2", "ipg", "neurons")["ks"] == [8, 32]
-    flat = validate_config({"study": [ORG], "steering": {"ks": [2, 5], "deletion_ks": [1, 4]}})
+    flat = validate_config({"study": [ORG], "steering": {"ks": [1, 2], "deletion_ks": [1, 2]}})
     for gran in ("neurons", "heads", "layers"):  # one list for every granularity
         p = steering_params(flat, "tiny-qwen2", "ipg", gran)
-        assert p["ks"] == [2, 5] and p["deletion_ks"] == [1, 4]
+        assert p["ks"] == [1, 2] and p["deletion_ks"] == [1, 2]
+    # tiny-qwen2 has 2 layers (TINY_CONFIG): k = 5 layers is an error before any job runs, a
+    # deletion k of 4 layers is left out of the curve (it ends at all units)
+    with pytest.raises(IPGError, match=r"^config error at steering\.ks: k = 5 exceeds the 2 layers"):
+        validate_config({"study": [ORG], "steering": {"ks": [2, 5]}})
+    curve = validate_config({"study": [ORG], "steering": {"ks": [1], "deletion_ks": [1, 4]}})
+    assert steering_params(curve, "tiny-qwen2", "ipg", "layers")["deletion_ks"] == [1]
+    assert steering_params(curve, "tiny-qwen2", "ipg", "neurons")["deletion_ks"] == [1, 4]
     # a model's override: a list replaces, a mapping merges per granularity
     over = validate_config({"study": [{**ORG, "steering": {"ks": {"heads": [2]}, "deletion_ks": []}}]})
     assert steering_params(over, "tiny-qwen2", "ipg", "heads")["ks"] == [2]

@@ -32,7 +32,9 @@ GRANULARITY_NAMES = ("neurons", "heads", "layers", "sae")
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a config dict in place-safe fashion and return it with defaults filled."""
-    schema = schema or load_schema()
+    from ipg.config_checks import check_deep, study_schema
+
+    schema = study_schema(schema or load_schema())
     config = normalise_config(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -43,6 +45,7 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     check_steering(config)
     check_sensitivity(config)
     check_cross_task(config)
+    check_deep(config)
     return config
 
 
@@ -235,6 +238,11 @@ def steering_params(config: dict[str, Any], model: str, method: str,
             params = _merge_overrides(params, entry.get("steering", {}))
     params["ks"] = per_granularity(params["ks"], granularity)
     params["deletion_ks"] = per_granularity(params.get("deletion_ks"), granularity)
+    from ipg.config_checks import n_units_of
+
+    n_units = n_units_of(config, model, granularity)
+    if n_units is not None:  # the curve ends at all units: larger deletion ks are left out
+        params["deletion_ks"] = [k for k in params["deletion_ks"] if k <= n_units]
     sampling = sampling_for(config, model)
     params["temperature"] = sampling["temperature"]
     params["max_new_tokens"] = sampling["max_new_tokens"]
