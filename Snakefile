@@ -29,6 +29,10 @@ if not workflow.config_settings.configfiles:
     configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 try:
+    from ipg.config import check_config_files
+
+    check_config_files(list(workflow.config_settings.configfiles)
+                       or [os.path.join(workflow.basedir, "config", "default.yaml")])
     _validated = validate_config(config)
 except IPGError as _err:
     raise SystemExit(f"ERROR: {_err}")

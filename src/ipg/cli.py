@@ -232,15 +232,16 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--attribution", required=True, help="attribution .parquet of that model and task")
     p.add_argument("--prepared", default=None, help="default: data/prepared/{task}.parquet")
-    p.add_argument("--ks", type=int, nargs="+", default=[10])
-    p.add_argument("--gammas", type=float, nargs="+", default=[0.0, 2.0])
-    p.add_argument("--selections", nargs="+", default=["signed", "bottom", "magnitude"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("-G", "--samples-per-prompt", type=int, default=4)
+    # defaults (None): the config schema's steering defaults (ipg.evaluation.STEERING_DEFAULTS)
+    p.add_argument("--ks", type=int, nargs="+", default=None, help="default: the schema's (neurons)")
+    p.add_argument("--gammas", type=float, nargs="+", default=None, help="default: the schema's")
+    p.add_argument("--selections", nargs="+", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("-G", "--samples-per-prompt", type=int, default=None)
     p.add_argument("-n", "--n-prompts", type=int, default=None, help="first n held-out prompts")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--control-temperatures", type=float, nargs="*", default=[])
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--control-temperatures", type=float, nargs="*", default=None)
     p.add_argument("--sae", action="append", default=[], help="SAE folder (sae granularity; repeat)")
     p.add_argument("--out", default="results/steering", help="folder for rows.parquet, summary.csv, rows.json")
     _device_arg(p)
@@ -251,10 +252,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from ipg.evaluation import run_steering
 
     model_dir, chat = resolve_model_dir(args.model)
-    params = dict(ks=args.ks, gammas=args.gammas, selections=args.selections, seeds=args.seeds,
-                  samples_per_prompt=args.samples_per_prompt, n_prompts=args.n_prompts,
-                  temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                  control_temperatures=args.control_temperatures)
+    given = dict(ks=args.ks, gammas=args.gammas, selections=args.selections, seeds=args.seeds,
+                 samples_per_prompt=args.samples_per_prompt, n_prompts=args.n_prompts,
+                 temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                 control_temperatures=args.control_temperatures)
+    params = {k: v for k, v in given.items() if v is not None}  # the rest: STEERING_DEFAULTS
     out = Path(args.out)
     summary = run_steering(str(model_dir), args.prepared or f"data/prepared/{args.task}.parquet",
                            args.attribution, args.task, chat, params, str(out / "rows.parquet"),

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from ipg.config_schema import (  # noqa: F401 - SCHEMA_PATH, load_schema: public here too
-    SCHEMA_PATH, load_schema, normalise_config, one_line,
+    SCHEMA_PATH, load_schema, load_yaml_strict, normalise_config, one_line,
 )
 from ipg.errors import IPGError
 
@@ -111,14 +110,14 @@ def check_names(config: dict[str, Any]) -> None:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise IPGError(f"config file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise IPGError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return validate_config(raw)
+    """A config file read strictly (a duplicate key is an error) and validated."""
+    return validate_config(load_yaml_strict(path) or {})
+
+
+def check_config_files(paths: list[str]) -> None:
+    """Re-read the config files Snakemake loaded (it keeps the last of duplicate keys) strictly."""
+    for path in paths:
+        load_yaml_strict(path)
 
 
 def models_in_study(config: dict[str, Any]) -> list[str]:

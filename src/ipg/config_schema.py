@@ -32,6 +32,41 @@ def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping with the same key twice (PyYAML keeps the last)."""
+
+
+def _mapping_without_duplicates(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (lines {seen[key]} and "
+                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                             _mapping_without_duplicates)
+
+
+def load_yaml_strict(path: str | Path) -> Any:
+    """A YAML config file read with StrictLoader; its errors are one line naming the file."""
+    from ipg.errors import IPGError
+
+    path = Path(path)
+    if not path.is_file():
+        raise IPGError(f"config file {path} does not exist; give an existing --configfile")
+    try:
+        return yaml.load(path.read_text(), Loader=StrictLoader)  # noqa: S506 - a SafeLoader
+    except yaml.constructor.ConstructorError as exc:
+        raise IPGError(f"config file {path}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise IPGError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
 def fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
     """Fill `default` values of the schema into a config (recursively, without aliasing)."""
     types = schema.get("type")
@@ -104,3 +139,23 @@ def one_line(err: jsonschema.ValidationError) -> str:
 def normalise_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of `config` with --config strings read as YAML (`coerce`) and defaults filled."""
     return fill_defaults(coerce(copy.deepcopy(dict(config)), schema), schema)
+
+
+STEERING_GLOBAL_ONLY = ("methods", "control_method", "deletion_methods")  # study-level keys
+
+
+def steering_defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults of one steering evaluation called on its own (ipg.evaluation.run_steering,
+    `ipg evaluate`), read from the schema, the one place they are defined: the steering keys'
+    defaults with ks for neurons, the sampling section's temperature / max_new_tokens, and
+    no deletion curve / temperature control (the study sets them per granularity / method)."""
+    schema = schema or load_schema()
+    props = schema["properties"]["steering"]["properties"]
+    out = {k: copy.deepcopy(v["default"]) for k, v in props.items() if k not in STEERING_GLOBAL_ONLY}
+    out["ks"] = list(props["ks"]["default"]["neurons"])
+    out["deletion_ks"] = []
+    out["control_temperatures"] = []
+    sampling = schema["properties"]["sampling"]["properties"]
+    out["temperature"] = sampling["temperature"]["default"]
+    out["max_new_tokens"] = sampling["max_new_tokens"]["default"]
+    return out

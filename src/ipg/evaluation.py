@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ipg.config_schema import steering_defaults
 from ipg.errors import IPGError
 from ipg.intervention import check_transfer, steer
 from ipg.evaluation_summary import (  # noqa: F401 - re-exported: ipg.evaluation's public names
@@ -225,12 +226,8 @@ def transfer(source_model, target_model, tokenizer, task: str, prompts_frame: pd
                              sae=sae_target, **kwargs)
 
 
-STEERING_DEFAULTS: dict[str, Any] = dict(
-    ks=[10], gammas=[0.0, 2.0], selections=["signed", "bottom", "magnitude"], seeds=[0],
-    samples_per_prompt=4, n_prompts=None, temperature=1.0, max_new_tokens=96,
-    prompts_per_batch=8, control_temperatures=[], mode="scale", per_layer=False,
-    deletion_ks=[], mean_ablation=False,
-)
+# one source: the config schema's steering defaults (ipg.config_schema.steering_defaults)
+STEERING_DEFAULTS: dict[str, Any] = steering_defaults()
 
 
 def _signed_extras(model, tokenizer, task: str, prompts: pd.DataFrame, scores: pd.DataFrame,
