@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ipg.cli_tools import TOOL_COMMANDS, cmd_bench, cmd_check, cmd_ui  # noqa: F401 - re-exported
 from ipg.errors import IPGError
@@ -149,6 +149,28 @@ def cmd_sample(args: argparse.Namespace) -> None:
         write_table_atomic(frame, args.out)
 
 
+def check_table_fits(scores: Any, model: Any, sae: Any, path: str) -> None:
+    """An attribution table's units must be this model's: its layers exist and each holds the
+    model's number of units of the granularity (a table of another model: one line)."""
+    from ipg.components import get_granularity
+
+    if scores.empty:
+        return
+    name = str(scores["granularity"].iloc[0])
+    gran = get_granularity(name, model, sae)
+    layers = gran.available_layers()
+    for layer, n_table in (scores.groupby("layer")["index"].max() + 1).items():
+        if int(layer) not in layers:
+            raise IPGError(f"units file {path}: its table has {name} in layer {int(layer)}, this "
+                           f"model has layers {layers[0]}..{layers[-1]}; it was attributed on "
+                           f"another model: pass that model's --model or attribute this one")
+        n_model = gran.unit_shape(int(layer))[0]
+        if int(n_table) != n_model:
+            raise IPGError(f"units file {path}: its table has {int(n_table)} {name} in layer "
+                           f"{int(layer)}, this model has {n_model}; it was attributed on another "
+                           f"model: pass that model's --model or attribute this one")
+
+
 def _read_units(path: str, k: int | None, selection: str, per_layer: bool) -> list[str]:
     """Unit ids from an attribution parquet (top k by `selection`) or a .txt file (one per line)."""
     from ipg.attribution.table import read_attribution, select_units
@@ -213,6 +235,10 @@ def cmd_steer(args: argparse.Namespace) -> None:
         from ipg.sae import load_sae
 
         sae = [load_sae(d, device=model_device(model)) for d in args.sae]
+    if Path(args.units).suffix == ".parquet":
+        from ipg.attribution.table import read_attribution
+
+        check_table_fits(read_attribution(args.units).scores, model, sae, args.units)
     prompt = render_prompt(tokenizer, args.prompt, chat)
 
     def complete() -> str:

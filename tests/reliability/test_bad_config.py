@@ -66,7 +66,7 @@ def _(ctx):
 @case("config: unknown method kind")
 def _(ctx):
     cfg = _config(attribution={"methods": {"mine": {"kind": "shap"}}})
-    return _validate(cfg), ["attribution.methods.mine.kind", "'shap'"], "allowed values: ipg"
+    return _validate(cfg), ["attribution.methods.mine.kind", "'shap'", "ipg"], "allowed values: "
 
 
 @case("config: study names an undefined method")
@@ -128,6 +128,122 @@ def _(ctx):
     from ipg.attribution.ipg import IPGConfig
 
     return lambda: IPGConfig(m=0), ["'m'", "got 0"], "must be an integer >= 1"
+
+
+# -- nested entries and cross-constraints, caught when the DAG is built (issue 14) -----------------
+
+def _study(**entry: Any) -> list[dict]:
+    return [{"model": "tiny-qwen2", "tasks": ["chain_sum"], **entry}]
+
+
+@case("config: method key typo")
+def _(ctx):
+    cfg = _config(attribution={"methods": {"ipg_length": {"kind": "ipg", "mm": 8}}})
+    return _validate(cfg), ["attribution.methods.ipg_length", "'mm'"], "allowed keys: "
+
+
+@case("config: study steering override typo")
+def _(ctx):
+    return _validate(_config(study=_study(steering={"gamas": [0.0]}))), \
+        ["study[0].steering", "'gamas'"], "allowed keys: "
+
+
+@case("config: study attribution override typo")
+def _(ctx):
+    return _validate(_config(study=_study(attribution={"mm": 8}))), \
+        ["study[0].attribution", "'mm'"], "allowed keys: "
+
+
+@case("config: method m = 0")
+def _(ctx):
+    cfg = _config(attribution={"methods": {"ipg": {"kind": "ipg", "m": 0}}})
+    return _validate(cfg), ["attribution.methods.ipg", "'m'", "got 0"], "must be an integer >= 1"
+
+
+@case("config: study override m = 0")
+def _(ctx):
+    return _validate(_config(study=_study(attribution={"m": 0}))), \
+        ["study[0].attribution", "'m'", "got 0"], "must be an integer >= 1"
+
+
+@case("config: G = 1 with the LOO advantage")
+def _(ctx):
+    return _validate(_config(sampling={"samples_per_prompt": 1})), \
+        ["sampling.samples_per_prompt", "G = 1", "loo"], "set samples_per_prompt >= 2"
+
+
+@case("config: steering k above the number of units")
+def _(ctx):
+    cfg = _config(steering={"ks": {"neurons": [1000000000]}})
+    return _validate(cfg), ["steering.ks.neurons", "1000000000", "256 neurons"], "use ks <= 256"
+
+
+@case("config: sae layer beyond the model's depth")
+def _(ctx):
+    cfg = _config(sae={"layers": [99]}, study=_study(granularities=["sae"]))
+    return _validate(cfg), ["sae.layers[0]", "99", "2 layers"], "use a layer in 0..1"
+
+
+@case("config: attribution layers beyond the model's depth")
+def _(ctx):
+    cfg = _config(attribution={"methods": {"ipg": {"kind": "ipg", "layers": [0, 7]}}})
+    return _validate(cfg), ["attribution.methods.ipg.layers", "layer 7"], "use layers in 0..1"
+
+
+@case("config: model_params key typo")
+def _(ctx):
+    return _validate(_config(model_params={"tiny-qwen2": {"hiden_size": 16}})), \
+        ["model_params.tiny-qwen2", "'hiden_size'"], "allowed keys: "
+
+
+@case("config: sensitivity variant key typo")
+def _(ctx):
+    cfg = _config(sensitivity={"model": "tiny-qwen2", "task": "chain_sum",
+                               "variants": {"m8": {"mm": 8}}})
+    return _validate(cfg), ["sensitivity.variants.m8", "'mm'"], "allowed keys: "
+
+
+@case("config: sensitivity variant G = 1 with LOO")
+def _(ctx):
+    cfg = _config(sensitivity={"model": "tiny-qwen2", "task": "chain_sum",
+                               "variants": {"G1": {"max_samples_per_prompt": 1}}})
+    return _validate(cfg), ["sensitivity.variants.G1", "max_samples_per_prompt"], "use >= 2"
+
+
+@case("config: duplicate YAML key")
+def _(ctx):
+    from ipg.config import load_config
+
+    path = ctx.tmp / "dup.yaml"
+    path.write_text("sampling:\n  temperature: 1.0\n  temperature: 0.5\n")
+    return lambda: load_config(path), [str(path), "'temperature'", "lines 2 and 3"], "keep one"
+
+
+@case("steer: unit table of another model")
+def _(ctx):
+    import pandas as pd
+
+    from ipg.cli import check_table_fits
+    from ipg.models.tiny import tiny_random_model
+
+    model, _ = tiny_random_model("qwen2")  # 128 neurons per layer
+    scores = pd.DataFrame({"granularity": "neurons", "layer": [0] * 64, "index": range(64)})
+    return lambda: check_table_fits(scores, model, None, "other.parquet"), \
+        ["other.parquet", "64 neurons in layer 0", "has 128"], "pass that model's --model"
+
+
+@case("hub task: custom row without an answer")
+def _(ctx):
+    import json
+
+    from ipg.tasks import TASKS
+
+    path = ctx.tmp / "rows.jsonl"
+    rows = [{"question": "1 + 1?", "answer": "2 #### 2"}, {"question": "2 + 2?"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    params = {"path": "json", "data_files": str(path), "split": "test"}
+    return lambda: TASKS.get("gsm8k").load(2, 0, params), ["gsm8k", "row 1", "'answer'"], \
+        "fill it in or drop the row"
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -27,30 +27,42 @@ FIXTURES = Path(__file__).resolve().parents[3] / "data" / "fixtures"
 LETTERS = "ABCD"
 
 
+class _Blank(Exception):
+    """A row's required field is null or empty (datasets fills a missing column with None)."""
+
+
+def _req(r: dict[str, Any], key: str) -> Any:
+    """r[key], required: a KeyError when absent, _Blank when null or empty (never str(None))."""
+    value = r[key]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _Blank(key)
+    return value
+
+
 def _gsm8k_row(r: dict[str, Any], i: int, params: dict[str, Any]) -> Row:
     # gold = the text after '####' (thousands separators dropped: "1,250" -> "1250")
-    gold = str(r["answer"]).split("####")[-1].strip().replace(",", "")
-    return {"question": r["question"], "answer": gold, "meta": {"solution": r["answer"], "index": i}}
+    gold = str(_req(r, "answer")).split("####")[-1].strip().replace(",", "")
+    return {"question": _req(r, "question"), "answer": gold, "meta": {"solution": _req(r, "answer"), "index": i}}
 
 
 def _math500_row(r: dict[str, Any], i: int, params: dict[str, Any]) -> Row:
     meta = {k: r[k] for k in ("unique_id", "subject", "level") if k in r}
-    return {"question": r["problem"], "answer": str(r["answer"]), "meta": {**meta, "index": i}}
+    return {"question": _req(r, "problem"), "answer": str(_req(r, "answer")), "meta": {**meta, "index": i}}
 
 
 def _aime_row(r: dict[str, Any], i: int, params: dict[str, Any]) -> Row:
     meta = {k: r[k] for k in ("id", "url", "year") if k in r}
-    return {"question": r["problem"], "answer": str(r["answer"]).strip(), "meta": {**meta, "index": i}}
+    return {"question": _req(r, "problem"), "answer": str(_req(r, "answer")).strip(), "meta": {**meta, "index": i}}
 
 
 def _gpqa_row(r: dict[str, Any], i: int, params: dict[str, Any]) -> Row:
-    correct = str(r["Correct Answer"]).strip()
-    options = [correct] + [str(r[f"Incorrect Answer {k}"]).strip() for k in (1, 2, 3)]
-    key = r.get("Record ID") or str(r["Question"])
+    correct = str(_req(r, "Correct Answer")).strip()
+    options = [correct] + [str(_req(r, f"Incorrect Answer {k}")).strip() for k in (1, 2, 3)]
+    key = r.get("Record ID") or str(_req(r, "Question"))
     random.Random(f"{params.get('choice_seed', 0)}:{key}").shuffle(options)
     gold = LETTERS[options.index(correct)]
     body = "\n".join(f"{letter}) {opt}" for letter, opt in zip(LETTERS, options))
-    question = f"{str(r['Question']).strip()}\n\n{body}"
+    question = f"{str(_req(r, 'Question')).strip()}\n\n{body}"
     meta = {"record_id": r.get("Record ID"), "domain": r.get("High-level domain"), "options": options}
     return {"question": question, "answer": gold, "meta": {**meta, "index": i}}
 
@@ -134,6 +146,9 @@ def make_loader(task: str) -> Callable[[int, int, dict[str, Any]], list[Row]]:
             except KeyError as e:
                 raise IPGError(f"task '{task}': row {i} has no field {e} (it has {sorted(r)}); the "
                                f"data must use the {src.path} schema (see data/fixtures/{task}/)") from None
+            except _Blank as e:
+                raise IPGError(f"task '{task}': row {i} has an empty or null '{e.args[0]}'; fill it "
+                               f"in or drop the row from the data") from None
         random.Random(seed).shuffle(rows)
         return rows[: max(n, 0)]
 
