@@ -36,7 +36,7 @@ def table(qwen):
 
 
 def test_registry_lists_every_kind_without_heavy_imports() -> None:
-    assert sorted(KINDS) == METHODS.names()
+    assert set(KINDS) <= set(METHODS.names())  # the study's kinds; a plug-in may add more
     code = ("import sys, ipg.attribution.methods as m; m.check_method({'kind': 'freq'}); "
             "print([x for x in ('torch', 'pandas') if x in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -136,3 +136,144 @@ def test_run_method_round_trips(tiny_qwen2_dir, tmp_path) -> None:
         assert np.allclose(read_attribution(out / "again.parquet").per_prompt, att.per_prompt)
     with pytest.raises(IPGError, match="unknown attribution method 'foo'"):
         run_method(tiny_qwen2_dir, path, "heads", {"kind": "foo"}, out / "x.parquet", out / "x.json")
+
+
+def test_ipg_config_choices_match_the_engine_registries() -> None:
+    """The torch-free IPGConfig spells its allowed values; they must equal the engine's."""
+    from ipg.attribution.execution import AUTOCAST_DTYPES
+    from ipg.attribution.ipg_config import _CHOICES
+    from ipg.attribution.quadrature import QUADRATURES
+    from ipg.attribution.reference import REFERENCES
+    from ipg.rewards import ADVANTAGES
+
+    assert _CHOICES["advantage"] == tuple(ADVANTAGES)
+    assert _CHOICES["baseline"] == tuple(REFERENCES)
+    assert _CHOICES["quadrature"] == tuple(QUADRATURES)
+    assert _CHOICES["autocast"] == tuple(AUTOCAST_DTYPES)
+
+
+PLUGIN = '''"""A method added as one file: |activation| summed, times `scale` (the Act baseline's units)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ipg.attribution.methods import METHODS, Method, dataclass_keys
+from ipg.errors import IPGError
+
+
+@dataclass
+class ScaledActConfig:
+    layers: list[int] | None = None
+    scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, values):
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise IPGError(f"unknown scaled_act key '{unknown[0]}'; allowed: layers, scale")
+        return cls(**values)
+
+
+def run(model, trajectories, granularity, cfg, sae=None, progress=True, store=None):
+    from ipg.attribution.baseline_config import BaselineConfig
+    from ipg.attribution.baselines import act
+
+    att = act(model, trajectories, granularity, BaselineConfig(layers=cfg.layers), sae, progress)
+    att.scores["score"] *= cfg.scale
+    att.per_prompt *= cfg.scale
+    return att
+
+
+METHODS.add("scaled_act", Method("scaled_act", ScaledActConfig.from_dict,
+                                 dataclass_keys(ScaledActConfig), run))
+'''
+
+PLUGIN_CHECK = """
+import json, sys
+from ipg.attribution.methods import METHODS
+from ipg.config import validate_config
+from ipg.config_checks import study_schema
+from ipg.config_schema import load_schema
+from ipg.errors import IPGError
+
+schema = study_schema(load_schema())
+entry = schema["properties"]["attribution"]["properties"]["methods"]["additionalProperties"]
+study = {"study": [{"model": "tiny-qwen2", "tasks": ["chain_sum"]}]}
+ok = validate_config({**study, "attribution": {"methods": {"mine": {"kind": "scaled_act", "scale": 2}}}})
+try:
+    validate_config({**study, "attribution": {"methods": {"mine": {"kind": "scaled_act", "m": 2}}}})
+    bad = None
+except IPGError as err:
+    bad = str(err)
+print(json.dumps({"kinds": METHODS.names(), "enum": entry["properties"]["kind"]["enum"],
+                  "params": ok["attribution"]["methods"]["mine"], "bad": bad}))
+"""
+
+
+def _plugin_env(tmp_path):
+    import os
+
+    (tmp_path / "my_method_plugin.py").write_text(PLUGIN)
+    src = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src]),
+            "IPG_METHOD_MODULES": "my_method_plugin", "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1"}
+
+
+def test_a_method_added_as_one_module_is_in_the_registry_and_the_schema(tmp_path) -> None:
+    env = _plugin_env(tmp_path)
+    out = subprocess.run([sys.executable, "-c", PLUGIN_CHECK], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "scaled_act" in got["kinds"] and set(KINDS) < set(got["kinds"])
+    assert got["enum"] == got["kinds"]  # the schema's kind enum is the registry
+    assert got["params"] == {"kind": "scaled_act", "scale": 2}
+    assert got["bad"] == ("config error at attribution.methods.mine: unknown key(s) 'm'; "
+                          "allowed keys: kind, layers, scale")
+
+
+def test_a_method_added_as_one_module_runs_like_the_others(tmp_path, qwen, table) -> None:
+    """The plug-in's function through run_attribution: Act's scores times its scale."""
+    import importlib
+
+    (tmp_path / "my_method_plugin_run.py").write_text(PLUGIN.replace('"scaled_act"', '"scaled_act_x"'))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        if "scaled_act_x" not in METHODS:
+            importlib.import_module("my_method_plugin_run")
+        ref = run(qwen, table, "neurons", "act")
+        att = run(qwen, table, "neurons", "scaled_act_x", scale=3.0)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert att.metrics["kind"] == "scaled_act_x"
+    np.testing.assert_allclose(att.scores["score"], 3.0 * ref.scores["score"].to_numpy(), rtol=1e-12)
+
+
+def test_a_method_added_as_one_module_is_planned_by_snakemake(tmp_path) -> None:
+    """`snakemake -n` on a tiny config plans an attribution job of the plug-in's kind."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "plugin").mkdir()
+    env = _plugin_env(tmp_path / "plugin")
+    config = {"study": [{"model": "tiny-qwen2", "tasks": ["chain_sum"], "granularities": ["neurons"]}],
+              "attribution": {"methods": {"mine": {"kind": "scaled_act", "scale": 2}}},
+              "steering": {"ks": [2], "deletion_ks": []}, "sensitivity": {"model": None}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"),
+                          "--directory", str(work), "--configfile", str(tmp_path / "c.yaml"), "-n"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-2000:]
+    assert "attribution/tiny-qwen2/chain_sum/neurons/mine" in text
+    env.pop("IPG_METHOD_MODULES")  # without the plug-in the same config is a one-line error
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"),
+                          "--directory", str(work), "--configfile", str(tmp_path / "c.yaml"), "-n"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert out.returncode != 0
+    assert "config error at attribution.methods.mine.kind: 'scaled_act' is not allowed" in out.stdout + out.stderr
