@@ -156,7 +156,14 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-IPG_KINDS = ("ipg", "ig_likelihood")  # methods that take IPGConfig keys
+def ipg_kinds() -> tuple[str, ...]:
+    """Method kinds that take the IPG overrides (their plug-in's ipg_family flag)."""
+    from ipg.attribution.methods import METHODS
+
+    return tuple(k for k in METHODS.names() if METHODS.get(k).ipg_family)
+
+
+IPG_KINDS = ipg_kinds()  # ig_likelihood, ipg (and any plug-in of the family)
 
 
 def methods_for(config: dict[str, Any], model: str) -> list[str]:
@@ -172,7 +179,7 @@ def method_params(config: dict[str, Any], model: str, granularity: str, method: 
     """A method's parameters for one (model, granularity): its config entry, plus for the
     IPG family the granularity's and the model's overrides, in that order."""
     params = dict(config["attribution"]["methods"][method])
-    if params["kind"] in IPG_KINDS:
+    if params["kind"] in ipg_kinds():
         params.update(config["attribution"]["granularity_params"].get(granularity, {}))
         for entry in config["study"]:
             if entry["model"] == model:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from ipg.attribution.ipg import IPGConfig, attribute
-from ipg.attribution.methods import CHUNKED, check_method, run_attribution
+from ipg.attribution.methods import CHUNKED, parse_method, run_parsed
 from ipg.attribution.table import write_attribution
 from ipg.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
@@ -89,7 +89,8 @@ def run_method(
     from ipg.devices import resolve_device
     from ipg.provenance import provenance
 
-    kind, _ = check_method(method)  # bad kind or params: one line before loading anything
+    plugin, cfg = parse_method(method)  # bad kind or params: one line before loading anything
+    kind = plugin.kind
     device = resolve_device(device)
     store = None
     if chunk_prompts is not None and kind in CHUNKED:
@@ -97,8 +98,8 @@ def run_method(
                           method=dict(method), name=method_name, device=str(device), dtype=dtype)
         store = ChunkStore.for_output(parquet_path, key, chunk_size=chunk_prompts)
     model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
-    att = run_attribution(model, trajectories, granularity, dict(method), sae, progress,
-                          method_name, store)
+    att = run_parsed(model, trajectories, granularity, plugin, cfg, dict(method), sae, progress,
+                     method_name, store)
     att.metrics.update(provenance({
         "model_dir": str(model_dir), "trajectories": str(trajectories_path),
         "granularity": granularity, "dtype": dtype, "method": att.metrics["method"],

@@ -111,6 +111,15 @@ def run_attribution(model: nn.Module, trajectories: pd.DataFrame, granularity: s
     With a `store` (ipg.checkpoint), the chunked kinds save per-prompt scores per chunk of
     prompts and resume from them (bitwise identical results); other kinds ignore it."""
     plugin, cfg = parse_method(method)
+    return run_parsed(model, trajectories, granularity, plugin, cfg, method, sae, progress,
+                      name, store)
+
+
+def run_parsed(model: nn.Module, trajectories: pd.DataFrame, granularity: str, plugin: Method,
+               cfg: Any, method: dict[str, Any], sae: Any = None, progress: bool = True,
+               name: str | None = None, store: ChunkStore | None = None) -> Attribution:
+    """run_attribution with the entry already parsed (parse_method): its typed config `cfg`;
+    `method` (the entry) is recorded in the metrics."""
     params = {k: v for k, v in method.items() if k != "kind"}
     att = plugin.run(model, trajectories, granularity, cfg, sae, progress,
                      store if plugin.chunked else None)

@@ -1,10 +1,15 @@
-"""Plug-in: contrastive, mean activation of high- minus low-reward trajectories (attribution/baselines.py), config BaselineConfig."""
+"""Plug-in: contrastive, mean activation of high- minus low-reward trajectories
+(attribution/baselines.py); config BaselineConfig with the keys KEYS["contrastive"]."""
 from __future__ import annotations
 
 from typing import Any
 
 from ipg.attribution.baseline_config import KEYS, BaselineConfig
 from ipg.attribution.methods import METHODS, Method
+
+
+def parse(params: dict[str, Any]) -> BaselineConfig:
+    return BaselineConfig.from_dict("contrastive", params)
 
 
 def run(model, trajectories, granularity: str, cfg: BaselineConfig, sae: Any = None,
@@ -14,5 +19,5 @@ def run(model, trajectories, granularity: str, cfg: BaselineConfig, sae: Any = N
     return contrastive(model, trajectories, granularity, cfg, sae, progress)
 
 
-METHODS.add("contrastive", Method("contrastive", lambda params: BaselineConfig.from_dict("contrastive", params),
-                          KEYS["contrastive"], run, description="mean activation of high- minus low-reward trajectories"))
+METHODS.add("contrastive", Method("contrastive", parse, KEYS["contrastive"], run,
+                             description="mean activation of high- minus low-reward trajectories"))
