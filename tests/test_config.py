@@ -168,3 +168,61 @@ def test_sensitivity_section():
         with pytest.raises(IPGError, match=match) as info:
             validate_config({"study": [ORG], "sensitivity": bad})
         assert "\n" not in str(info.value)
+
+
+def test_model_shapes_match_the_built_models() -> None:
+    """ModelSpec.shape (used at DAG build) against the units of the model actually built."""
+    from ipg.components import get_granularity
+    from ipg.models import MODELS
+    from ipg.models.tiny import tiny_random_model
+
+    params = {"num_hidden_layers": 3, "intermediate_size": 48}
+    shape = MODELS.get("tiny-qwen2").shape(params)
+    model, _ = tiny_random_model("qwen2", **params)
+    for gran in ("neurons", "heads", "layers"):
+        g = get_granularity(gran, model)
+        built = sum(g.unit_shape(layer)[0] for layer in g.available_layers())
+        assert shape.n_units(gran) == built, gran
+    assert shape.n_layers == len(get_granularity("layers", model).available_layers()) == 3
+
+
+def test_sizes_come_from_model_params_and_per_layer_ks() -> None:
+    org = {"model": "organism", "tasks": ["organism_arith"], "granularities": ["neurons", "heads"]}
+    small = {"organism": {"n_layers": 2}}
+    with pytest.raises(IPGError, match=r"^config error at attribution\.methods\.ipg\.layers: layer 3 "
+                                       r"is beyond organism's 2 layers"):
+        validate_config({"study": [org], "model_params": small,
+                         "attribution": {"methods": {"ipg": {"kind": "ipg", "layers": [3]}}}})
+    validate_config({"study": [org], "attribution": {"methods": {"ipg": {"kind": "ipg", "layers": [3]}}}})
+    with pytest.raises(IPGError, match=r"^config error at study\[0\]\.steering\.ks\.heads: k = 6 "
+                                       r"exceeds the 4 heads per layer of organism"):
+        validate_config({"study": [{**org, "steering": {"per_layer": True, "ks": {"heads": [6]}}}]})
+    smol = {"model": "smollm2-135m", "tasks": ["chain_sum"], "granularities": ["neurons"]}
+    with pytest.raises(IPGError, match=r"exceeds the 46080 neurons of smollm2-135m"):
+        validate_config({"study": [smol], "steering": {"ks": [46081]}})
+
+
+def test_group_size_override_and_raw_advantage() -> None:
+    entry = {**ORG, "sampling": {"samples_per_prompt": 1}}
+    with pytest.raises(IPGError, match=r"^config error at study\[0\]\.sampling\.samples_per_prompt: "
+                                       r"G = 1 with the loo advantage"):
+        validate_config({"study": [entry]})
+    raw = {"methods": {"ipg": {"kind": "ipg", "advantage": "raw"}, "act": {"kind": "act"}}}
+    validate_config({"study": [entry], "attribution": raw})  # raw needs no group
+
+
+def test_check_config_reports_a_nested_typo_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.yaml"
+    path.write_text("study: [{model: tiny-qwen2, tasks: [chain_sum]}]\n"
+                    "attribution: {methods: {ipg_length: {kind: ipg, mm: 8}}}\n")
+    out = subprocess.run([sys.executable, "-m", "ipg", "check", "config", "--configfile", str(path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"ipg: error: {path}: config error at attribution.methods.ipg_length: unknown key(s) 'mm'; "
+        "allowed keys: advantage, autocast, baseline, checkpoint_layers, chunk, eps, kind, layers, m, "
+        "max_residual, multilayer, pad_id, path, pos_chunk, positions, quadrature, reward, seed, "
+        "share_prompt_cache, temperature, traj_chunk"]

@@ -246,7 +246,7 @@ def steering_params(config: dict[str, Any], model: str, method: str,
     params["deletion_ks"] = per_granularity(params.get("deletion_ks"), granularity)
     from ipg.config_checks import n_units_of
 
-    n_units = n_units_of(config, model, granularity)
+    n_units = n_units_of(config, model, granularity, per_layer=bool(params.get("per_layer")))
     if n_units is not None:  # the curve ends at all units: larger deletion ks are left out
         params["deletion_ks"] = [k for k in params["deletion_ks"] if k <= n_units]
     sampling = sampling_for(config, model)

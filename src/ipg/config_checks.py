@@ -142,14 +142,17 @@ def check_sensitivity_variants(config: dict[str, Any]) -> None:
             raise _fail(where, err) from None
 
 
-def n_units_of(config: dict[str, Any], model: str, granularity: str) -> int | None:
-    """The number of units of a model's granularity where its size is known without building."""
+def n_units_of(config: dict[str, Any], model: str, granularity: str,
+               per_layer: bool = False) -> int | None:
+    """The number of units of a model's granularity (in one layer: per_layer) where its size is
+    known without building it; None otherwise."""
     shape = _shape(config, model)
     if shape is None:
         return None
     if granularity == "sae":
-        return config["sae"]["n_latents"] * len(_sae_layers(config, shape.n_layers) or [])
-    return shape.n_units(granularity)
+        n_layers = 1 if per_layer else len(_sae_layers(config, shape.n_layers) or [])
+        return config["sae"]["n_latents"] * n_layers
+    return shape.n_units(granularity, 1 if per_layer else None)
 
 
 def _shape(config: dict[str, Any], model: str) -> Any:
@@ -200,17 +203,18 @@ def check_sizes(config: dict[str, Any]) -> None:
             what = f"{n_units} SAE latents" if gran == "sae" else f"{n_units} {gran}"
             for name in steered_methods(config, model):
                 params = steering_params(config, model, name, gran)
-                for key in ("ks",):  # deletion_ks beyond the units: left out (steering_params)
-                    too_big = [k for k in params[key] if k > n_units]
-                    if too_big:
-                        overridden = key in (study.get("steering") or {})
-                        where = f"study[{i}].steering.{key}" if overridden else f"steering.{key}"
-                        source = (study.get("steering") or {}).get(key) if overridden \
-                            else config["steering"][key]
-                        where += f".{gran}" if isinstance(source, dict) else ""
-                        raise IPGError(f"config error at {where}: k = {too_big[0]} exceeds the "
-                                       f"{what} of {model} ({gran}); use ks <= {n_units}")
-                break  # every method of a model gets the same ks
+                n = n_units
+                if params.get("per_layer"):  # k units from every layer
+                    n = n_units_of(config, model, gran, per_layer=True)
+                    what = f"{n} {'SAE latents' if gran == 'sae' else gran} per layer"
+                too_big = [k for k in params["ks"] if k > n]
+                if too_big:  # deletion_ks beyond the units: left out (steering_params)
+                    overridden = "ks" in (study.get("steering") or {})
+                    where = f"study[{i}].steering.ks" if overridden else "steering.ks"
+                    source = study["steering"]["ks"] if overridden else config["steering"]["ks"]
+                    where += f".{gran}" if isinstance(source, dict) else ""
+                    raise IPGError(f"config error at {where}: k = {too_big[0]} exceeds the "
+                                   f"{what} of {model} ({gran}); use ks <= {n}")
 
 
 def check_deep(config: dict[str, Any]) -> None:
