@@ -5,7 +5,8 @@ the key and the fix.
 - `study_schema`: the config schema assembled from the declarations next to the code: the
   method `kind` enum and each kind's keys from the method plug-ins (ipg.attribution.methods),
   the IPG override keys from IPGConfig, a study entry's steering keys from the global
-  steering section, each model's model_params keys from its ModelSpec.param_keys.
+  steering section, each model's model_params keys from its ModelSpec.param_keys and each
+  task's data.task_params keys from its Task.param_keys (where declared: the hub tasks).
 - `check_deep`: every method entry, IPG override, sensitivity variant parsed into its typed
   config (IPGConfig / BaselineConfig); G vs the advantage (LOO and GRPO need G >= 2); and,
   where the model's size is known without building it (ModelSpec.shape), steering k vs the
@@ -41,6 +42,7 @@ def study_schema(schema: dict[str, Any]) -> dict[str, Any]:
     from ipg.attribution.ipg_config import IPGConfig
     from ipg.attribution.methods import METHODS, dataclass_keys
     from ipg.models import MODELS
+    from ipg.tasks import TASKS
 
     schema = copy.deepcopy(schema)
     props = schema["properties"]
@@ -66,6 +68,10 @@ def study_schema(schema: dict[str, Any]) -> dict[str, Any]:
     model_params["properties"] = {
         name: _keys_schema(MODELS.get(name).param_keys) if MODELS.get(name).param_keys is not None
         else {"type": "object"} for name in MODELS.names()}
+    task_params = props["data"]["properties"]["task_params"]
+    task_params["properties"] = {
+        name: _keys_schema(TASKS.get(name).param_keys) if TASKS.get(name).param_keys is not None
+        else {"type": "object"} for name in TASKS.names()}
     return schema
 
 

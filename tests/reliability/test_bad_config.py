@@ -196,6 +196,12 @@ def _(ctx):
         ["model_params.tiny-qwen2", "'hiden_size'"], "allowed keys: "
 
 
+@case("config: task_params key typo")
+def _(ctx):
+    cfg = _config(data={"task_params": {"gsm8k": {"data_file": "rows.jsonl"}}})
+    return _validate(cfg), ["data.task_params.gsm8k", "'data_file'"], "allowed keys: "
+
+
 @case("config: sensitivity variant key typo")
 def _(ctx):
     cfg = _config(sensitivity={"model": "tiny-qwen2", "task": "chain_sum",

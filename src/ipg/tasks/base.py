@@ -31,6 +31,8 @@ class Task:
     # the gold back from it ("{answer}" is replaced by the gold answer)
     answer_template: str = "The final answer is \\boxed{{answer}}"
     default_params: dict[str, Any] = field(default_factory=dict)
+    # the keys its data.task_params entry accepts (None: not declared); checked at DAG build
+    param_keys: tuple[str, ...] | None = None
 
     def render(self, row: Row) -> str:
         return self.prompt_template.replace("{question}", str(row["question"]))

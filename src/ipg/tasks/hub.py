@@ -175,5 +175,6 @@ for _task, _src in HUB_SOURCES.items():
             answer_kind="choice" if _choice else "math",
             description=_DESCRIPTIONS[_task],
             default_params={"choice_seed": 0} if _choice else {},
+            param_keys=tuple(sorted(_SOURCE_KEYS | {"choice_seed"})),
         ),
     )
