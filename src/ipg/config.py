@@ -2,9 +2,11 @@
 
 The schema (workflow/schemas/config.schema.yaml) gives every key a description and a
 default. `validate_config` reads Snakemake's `--config` strings as YAML and fills defaults
-(ipg.config_schema), rejects unknown keys and wrong types, and checks model / task /
-granularity names against the registries, raising `IPGError` with one line that names the
-key and the allowed values.
+(ipg.config_schema), rejects unknown keys and wrong types (against the schema file assembled
+with the keys the code declares: ipg.config_checks.study_schema), checks model / task /
+granularity names against the registries, then every nested entry and cross-constraint
+(ipg.config_checks.check_deep), raising `IPGError` with one line that names the key and the
+fix. `load_config` reads a file strictly (a duplicate key is an error).
 
 The rest reads the validated config for the rules: targets of each stage, and the params of
 one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
