@@ -223,7 +223,19 @@ def check_sizes(config: dict[str, Any]) -> None:
                                    f"{what} of {model} ({gran}); use ks <= {n}")
 
 
+def check_transfer_shapes(config: dict[str, Any]) -> None:
+    """Units selected on one model steer another only if both have the same size."""
+    for i, pair in enumerate(config["transfer"]):
+        src, dst = _shape(config, pair["source"]), _shape(config, pair["target"])
+        if src is not None and dst is not None and src != dst:
+            raise IPGError(f"config error at transfer[{i}]: {pair['source']} ({src.n_layers} "
+                           f"layers, {src.intermediate_size} neurons, {src.n_heads} heads per "
+                           f"layer) and {pair['target']} ({dst.n_layers}, {dst.intermediate_size}, "
+                           f"{dst.n_heads}) differ in size; pair models of one architecture")
+
+
 def check_deep(config: dict[str, Any]) -> None:
+    check_transfer_shapes(config)
     check_methods(config)
     check_group_size(config)
     check_sensitivity_variants(config)

@@ -216,6 +216,15 @@ def _(ctx):
     return _validate(cfg), ["sensitivity.variants.G1", "max_samples_per_prompt"], "use >= 2"
 
 
+@case("config: transfer between models of different sizes")
+def _(ctx):
+    cfg = _config(study=[{"model": "tiny-qwen2", "tasks": ["chain_sum"]},
+                         {"model": "organism", "tasks": ["chain_sum"]}],
+                  transfer=[{"source": "tiny-qwen2", "target": "organism"}])
+    return _validate(cfg), ["transfer[0]", "tiny-qwen2", "organism"], \
+        "pair models of one architecture"
+
+
 @case("config: duplicate YAML key")
 def _(ctx):
     from ipg.config import load_config
