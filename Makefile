@@ -12,7 +12,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv study test test-slow dry-run lock clean-results mlflow
+.PHONY: venv study test lint test-slow dry-run lock clean-results mlflow
 
 venv: $(STAMP)
 
@@ -27,17 +27,25 @@ $(STAMP): requirements/requirements.lock requirements/no-deps.txt pyproject.toml
 # PROFILE=profiles/slurm (or kubernetes) runs on a cluster; `ipg check profile` first says in
 # one line if its executor plugin is missing (~0.1 s). profiles/default applies either way.
 PROFILE ?=
+# ipg.preflight: a target after --configfile or a missing config is one line; the lock a killed
+# (kill -9) run left is removed when no Snakemake runs here, so a plain `make study` resumes.
 study: venv
 	$(BIN)/ipg check profile --profile $(or $(PROFILE),profiles/default)
+	@$(BIN)/python -m ipg.preflight $(SMK_ARGS)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(if $(PROFILE),--profile $(PROFILE)) $(SMK_ARGS)
 
-test: venv
+# ruff (pyproject.toml [tool.ruff]) first: a lint error stops before the suite runs.
+test: venv lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check --quiet .
 
 test-slow: venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 dry-run: venv
+	@$(BIN)/python -m ipg.preflight $(SMK_ARGS)
 	$(BIN)/snakemake -n --quiet rules $(SMK_ARGS)
 
 # Browse the runs: MLflow UI on mlflow.db, http://127.0.0.1:$(MLFLOW_PORT) (Ctrl-C stops it).

@@ -21,6 +21,7 @@ from ipg.config import (
     steering_targets, transfer_targets, validate_config,
 )
 from ipg.errors import IPGError
+from ipg import layout as L
 
 # config/default.yaml is the study when no --configfile is given. A --configfile replaces it
 # (missing keys take the schema's defaults): merging it into default.yaml would keep default's
@@ -40,32 +41,40 @@ config.clear()
 config.update(_validated)
 
 RESULTS = config["results_dir"]
+# the default study writes the tracked reports/; another config its own folder and experiment
+STUDY_NAME = L.study_name(workflow.config_settings.configfiles, workflow.basedir)
+REPORTS = L.reports_dir(RESULTS, STUDY_NAME)
 MODELS = models_in_study(config)
 PAIRS = model_task_pairs(config)
 SEEDS = config["sampling"]["seeds"]
-ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in attribution_targets(config)]
-STEERING = [f"{RESULTS}/intervention/{m}/{t}/{g}/{meth}" for m, t, g, meth in steering_targets(config)]
-TRANSFER = [f"{RESULTS}/transfer/{s}__to__{d}/{t}/{g}/{meth}" for s, d, t, g, meth in transfer_targets(config)]
+ATTRIBUTIONS = [L.path(L.ATTRIBUTION, RESULTS, model=m, task=t, granularity=g, method=meth)
+                for m, t, g, meth in attribution_targets(config)]
+STEERING = [L.path(L.INTERVENTION, RESULTS, model=m, task=t, granularity=g, method=meth)
+            for m, t, g, meth in steering_targets(config)]
+TRANSFER = [L.path(L.TRANSFER, RESULTS, source=s, target=d, task=t, granularity=g, method=meth)
+            for s, d, t, g, meth in transfer_targets(config)]
 SAE_MODELS = sorted({e["model"] for e in config["study"] if "sae" in e["granularities"]})
-SENSITIVITY = [f"{RESULTS}/sensitivity/{m}/{t}/{g}.csv" for m, t, g in sensitivity_targets(config)]
+SENSITIVITY = [L.path(L.SENSITIVITY, RESULTS, model=m, task=t, granularity=g) + ".csv"
+               for m, t, g in sensitivity_targets(config)]
 # cross-task overlap (config: cross_task): ordinary attributions, possibly of tasks outside the study
-CROSS_TASK_ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in cross_task_targets(config)]
-CROSS_TASK = [f"{RESULTS}/cross_task/{config['cross_task']['model']}.csv"] if cross_task_on(config) else []
+CROSS_TASK_ATTRIBUTIONS = [L.path(L.ATTRIBUTION, RESULTS, model=m, task=t, granularity=g, method=meth)
+                           for m, t, g, meth in cross_task_targets(config)]
+CROSS_TASK = [L.path(L.CROSS_TASK, RESULTS, model=config["cross_task"]["model"])] if cross_task_on(config) else []
 REPORT_INPUTS = (
-    [f"{RESULTS}/metrics/trajectories.json"]
+    [L.path(L.TRAJECTORY_METRICS, RESULTS)]
     + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
     + [f"{s}.csv" for s in STEERING + TRANSFER]
-    + [f"{RESULTS}/sae/{m}" for m in SAE_MODELS]
+    + [L.path(L.SAE, RESULTS, model=m) for m in SAE_MODELS]
     + SENSITIVITY
     + CROSS_TASK
 )
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
 TRACKED_METRICS = list(dict.fromkeys(
-    [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS]
+    [L.path(L.TRAJECTORIES, RESULTS, model=m, task=t, seed=s) + ".json" for m, t in PAIRS for s in SEEDS]
     + [f"{a}.json" for a in ATTRIBUTIONS + STEERING + TRANSFER]
     # the cross-task stage's own trajectories and attributions (most are the study's already)
-    + [f"{RESULTS}/trajectories/{m}/{t}/{config['attribution']['trajectory_seed']}.json"
+    + [L.path(L.TRAJECTORIES, RESULTS, model=m, task=t, seed=config["attribution"]["trajectory_seed"]) + ".json"
        for m, t, _, _ in cross_task_targets(config)]
     + [f"{a}.json" for a in CROSS_TASK_ATTRIBUTIONS]
 ))
@@ -96,12 +105,12 @@ include: "rules/bench.smk"
 
 rule all:
     input:
-        "reports/report.md",
-        [f"{RESULTS}/trajectories/{m}/{t}/{s}.parquet" for m, t in PAIRS for s in SEEDS],
-        f"{RESULTS}/metrics/trajectories.json",
-        f"{RESULTS}/tracking/ingested.json",
-        [f"{RESULTS}/models/{m}" for m in MODELS],
+        f"{REPORTS}/report.md",
+        [L.path(L.TRAJECTORIES, RESULTS, model=m, task=t, seed=s) + ".parquet" for m, t in PAIRS for s in SEEDS],
+        L.path(L.TRAJECTORY_METRICS, RESULTS),
+        L.path(L.TRACKING_INGESTED, RESULTS),
+        [L.path(L.MODEL, RESULTS, model=m) for m in MODELS],
         [f"{a}.parquet" for a in ATTRIBUTIONS],
         [f"{a}.csv" for a in STEERING + TRANSFER],
         CROSS_TASK,
-        ["reports/bench/attribution.csv"] if config["bench"]["in_study"] else [],
+        [f"{L.BENCH_REPORTS}/attribution.csv"] if config["bench"]["in_study"] else [],

@@ -3,11 +3,11 @@
 
 def attribution_inputs(w):
     inputs = {
-        "model": f"{RESULTS}/models/{w.model}",
-        "trajectories": f"{RESULTS}/trajectories/{w.model}/{w.task}/{config['attribution']['trajectory_seed']}.parquet",
+        "model": L.path(L.MODEL, RESULTS, model=w.model),
+        "trajectories": L.path(L.TRAJECTORIES, RESULTS, model=w.model, task=w.task, seed=config["attribution"]["trajectory_seed"]) + ".parquet",
     }
     if w.granularity == "sae":
-        inputs["sae"] = f"{RESULTS}/sae/{w.model}"
+        inputs["sae"] = L.path(L.SAE, RESULTS, model=w.model)
     return inputs
 
 
@@ -15,12 +15,12 @@ rule attribute:
     input:
         unpack(attribution_inputs),
     output:
-        table=RESULTS + "/attribution/{model}/{task}/{granularity}/{method}.parquet",
-        metrics=RESULTS + "/attribution/{model}/{task}/{granularity}/{method}.json",
+        table=L.wild(L.ATTRIBUTION, RESULTS) + ".parquet",
+        metrics=L.wild(L.ATTRIBUTION, RESULTS) + ".json",
     log:
-        "logs/attribute/{model}/{task}/{granularity}/{method}.log",
+        L.LOGS + "/attribute/{model}/{task}/{granularity}/{method}.log",
     benchmark:
-        "benchmarks/attribute/{model}/{task}/{granularity}/{method}.tsv"
+        L.BENCHMARKS + "/attribute/{model}/{task}/{granularity}/{method}.tsv"
     conda:
         TORCH_ENV
     params:

@@ -11,23 +11,23 @@ BENCH = config["bench"]
 
 
 def bench_model_dirs(wildcards):
-    return [f"{RESULTS}/models/{m}" for m in BENCH["models"] if m in _REGISTERED]
+    return [L.path(L.MODEL, RESULTS, model=m) for m in BENCH["models"] if m in _REGISTERED]
 
 
 rule bench_attribution:
     input:
         bench_model_dirs,
     output:
-        csv="reports/bench/attribution.csv",
-        png="reports/bench/attribution.png",
+        csv=L.BENCH_REPORTS + "/attribution.csv",
+        png=L.BENCH_REPORTS + "/attribution.png",
     log:
-        "logs/bench_attribution.log",
+        L.LOGS + "/bench_attribution.log",
     benchmark:
-        "benchmarks/bench_attribution.tsv"
+        L.BENCHMARKS + "/bench_attribution.tsv"
     conda:
         TORCH_ENV
     params:
-        models=[f"{RESULTS}/models/{m}" if m in _REGISTERED else m for m in BENCH["models"]],
+        models=[L.path(L.MODEL, RESULTS, model=m) if m in _REGISTERED else m for m in BENCH["models"]],
         quick=BENCH["quick"],
     threads: workflow.cores
     message:
@@ -45,20 +45,20 @@ BENCH_GEN_MODELS = ["random-qwen2-tiny"] + (["organism"] if "organism" in MODELS
 
 
 def bench_gen_model_args(wildcards):
-    return " ".join(f"--model {RESULTS}/models/{m}" if m in _REGISTERED else f"--model {m}"
+    return " ".join("--model " + L.path(L.MODEL, RESULTS, model=m) if m in _REGISTERED else f"--model {m}"
                     for m in BENCH_GEN_MODELS)
 
 
 rule bench_sampling:
     input:
-        [f"{RESULTS}/models/{m}" for m in BENCH_GEN_MODELS if m in _REGISTERED],
+        [L.path(L.MODEL, RESULTS, model=m) for m in BENCH_GEN_MODELS if m in _REGISTERED],
     output:
-        csv="reports/bench/sampling.csv",
-        png="reports/bench/sampling.png",
+        csv=L.BENCH_REPORTS + "/sampling.csv",
+        png=L.BENCH_REPORTS + "/sampling.png",
     log:
-        "logs/bench_sampling.log",
+        L.LOGS + "/bench_sampling.log",
     benchmark:
-        "benchmarks/bench_sampling.tsv"
+        L.BENCHMARKS + "/bench_sampling.tsv"
     conda:
         TORCH_ENV
     params:
@@ -74,13 +74,13 @@ rule bench_sampling:
 
 rule bench_steering:
     input:
-        [f"{RESULTS}/models/{m}" for m in BENCH_GEN_MODELS if m in _REGISTERED],
+        [L.path(L.MODEL, RESULTS, model=m) for m in BENCH_GEN_MODELS if m in _REGISTERED],
     output:
-        csv="reports/bench/steering.csv",
+        csv=L.BENCH_REPORTS + "/steering.csv",
     log:
-        "logs/bench_steering.log",
+        L.LOGS + "/bench_steering.log",
     benchmark:
-        "benchmarks/bench_steering.tsv"
+        L.BENCHMARKS + "/bench_steering.tsv"
     conda:
         TORCH_ENV
     params:
@@ -96,11 +96,11 @@ rule bench_steering:
 
 rule bench_workflow:
     output:
-        csv="reports/bench/workflow.csv",
+        csv=L.BENCH_REPORTS + "/workflow.csv",
     log:
-        "logs/bench_workflow.log",
+        L.LOGS + "/bench_workflow.log",
     benchmark:
-        "benchmarks/bench_workflow.tsv"
+        L.BENCHMARKS + "/bench_workflow.tsv"
     conda:
         TORCH_ENV
     params:

@@ -26,7 +26,7 @@ def model_params(wildcards):
 
 
 def model_requires(wildcards):
-    return {dep: f"{RESULTS}/models/{dep}" for dep in get_model_spec(wildcards.model).requires}
+    return {dep: L.path(L.MODEL, RESULTS, model=dep) for dep in get_model_spec(wildcards.model).requires}
 
 
 def model_chat(wildcards):

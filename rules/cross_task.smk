@@ -16,14 +16,14 @@ def cross_task_jobs(w):
 
 rule cross_task:
     input:
-        tables=lambda w: [f"{RESULTS}/attribution/{w.model}/{t}/{g}/{meth}.parquet"
+        tables=lambda w: [L.path(L.ATTRIBUTION, RESULTS, model=w.model, task=t, granularity=g, method=meth) + ".parquet"
                           for t, g, meth in cross_task_jobs(w)],
     output:
-        RESULTS + "/cross_task/{model}.csv",
+        L.wild(L.CROSS_TASK, RESULTS),
     log:
-        "logs/cross_task/{model}.log",
+        L.LOGS + "/cross_task/{model}.log",
     benchmark:
-        "benchmarks/cross_task/{model}.tsv"
+        L.BENCHMARKS + "/cross_task/{model}.tsv"
     conda:
         TORCH_ENV  # ipg.evaluation (selected_sets, jaccard_table) imports torch
     params:

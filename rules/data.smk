@@ -3,11 +3,11 @@
 
 rule prepare_task:
     output:
-        "data/prepared/{task}.parquet",
+        L.PREPARED,
     log:
-        "logs/prepare_task/{task}.log",
+        L.LOGS + "/prepare_task/{task}.log",
     benchmark:
-        "benchmarks/prepare_task/{task}.tsv"
+        L.BENCHMARKS + "/prepare_task/{task}.tsv"
     conda:
         TORCH_ENV
     params:

@@ -15,15 +15,15 @@ def evaluation_params(w, source=None):
 def steering_inputs(w, source=None):
     model = w.model if source is None else w.target
     inputs = {
-        "model": f"{RESULTS}/models/{model}",
-        "data": f"data/prepared/{w.task}.parquet",
-        "attribution": f"{RESULTS}/attribution/{source or w.model}/{w.task}/{w.granularity}/{w.method}.parquet",
+        "model": L.path(L.MODEL, RESULTS, model=model),
+        "data": L.PREPARED.format(task=w.task),
+        "attribution": L.path(L.ATTRIBUTION, RESULTS, model=source or w.model, task=w.task, granularity=w.granularity, method=w.method) + ".parquet",
     }
     if w.granularity == "sae":
-        inputs["sae"] = f"{RESULTS}/sae/{model}"
+        inputs["sae"] = L.path(L.SAE, RESULTS, model=model)
     if needs_means(evaluation_params(w, source)):  # the steered model's attribution trajectories
         seed = config["attribution"]["trajectory_seed"]
-        inputs["trajectories"] = f"{RESULTS}/trajectories/{model}/{w.task}/{seed}.parquet"
+        inputs["trajectories"] = L.path(L.TRAJECTORIES, RESULTS, model=model, task=w.task, seed=seed) + ".parquet"
     return inputs
 
 
@@ -31,13 +31,13 @@ rule evaluate_steering:
     input:
         unpack(steering_inputs),
     output:
-        table=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.parquet",
-        summary=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.csv",
-        metrics=RESULTS + "/intervention/{model}/{task}/{granularity}/{method}.json",
+        table=L.wild(L.INTERVENTION, RESULTS) + ".parquet",
+        summary=L.wild(L.INTERVENTION, RESULTS) + ".csv",
+        metrics=L.wild(L.INTERVENTION, RESULTS) + ".json",
     log:
-        "logs/evaluate_steering/{model}/{task}/{granularity}/{method}.log",
+        L.LOGS + "/evaluate_steering/{model}/{task}/{granularity}/{method}.log",
     benchmark:
-        "benchmarks/evaluate_steering/{model}/{task}/{granularity}/{method}.tsv"
+        L.BENCHMARKS + "/evaluate_steering/{model}/{task}/{granularity}/{method}.tsv"
     conda:
         TORCH_ENV
     params:
@@ -54,13 +54,13 @@ rule evaluate_transfer:
     input:
         unpack(lambda w: steering_inputs(w, source=w.source)),
     output:
-        table=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.parquet",
-        summary=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.csv",
-        metrics=RESULTS + "/transfer/{source}__to__{target}/{task}/{granularity}/{method}.json",
+        table=L.wild(L.TRANSFER, RESULTS) + ".parquet",
+        summary=L.wild(L.TRANSFER, RESULTS) + ".csv",
+        metrics=L.wild(L.TRANSFER, RESULTS) + ".json",
     log:
-        "logs/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.log",
+        L.LOGS + "/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.log",
     benchmark:
-        "benchmarks/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.tsv"
+        L.BENCHMARKS + "/evaluate_transfer/{source}__to__{target}/{task}/{granularity}/{method}.tsv"
     conda:
         TORCH_ENV
     params:

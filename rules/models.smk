@@ -5,11 +5,11 @@ rule build_model:
     input:
         unpack(model_requires),
     output:
-        directory(RESULTS + "/models/{model}"),
+        directory(L.wild(L.MODEL, RESULTS)),
     log:
-        "logs/build_model/{model}.log",
+        L.LOGS + "/build_model/{model}.log",
     benchmark:
-        "benchmarks/build_model/{model}.tsv"
+        L.BENCHMARKS + "/build_model/{model}.tsv"
     conda:
         TORCH_ENV
     params:

@@ -3,14 +3,14 @@
 
 rule train_sae:
     input:
-        model=RESULTS + "/models/{model}",
-        trajectories=lambda w: f"{RESULTS}/trajectories/{w.model}/{TRAIN_SAE_TASK[w.model]}/{config['attribution']['trajectory_seed']}.parquet",
+        model=L.wild(L.MODEL, RESULTS),
+        trajectories=lambda w: L.path(L.TRAJECTORIES, RESULTS, model=w.model, task=TRAIN_SAE_TASK[w.model], seed=config["attribution"]["trajectory_seed"]) + ".parquet",
     output:
-        directory(RESULTS + "/sae/{model}"),
+        directory(L.wild(L.SAE, RESULTS)),
     log:
-        "logs/train_sae/{model}.log",
+        L.LOGS + "/train_sae/{model}.log",
     benchmark:
-        "benchmarks/train_sae/{model}.tsv"
+        L.BENCHMARKS + "/train_sae/{model}.tsv"
     conda:
         TORCH_ENV
     params:

@@ -9,16 +9,16 @@ Each variant is its own job with its own params, so editing one variant reruns o
 
 def sensitivity_variant_inputs(w):
     inputs = {
-        "model": f"{RESULTS}/models/{w.model}",
-        "trajectories": f"{RESULTS}/trajectories/{w.model}/{w.task}/{config['attribution']['trajectory_seed']}.parquet",
+        "model": L.path(L.MODEL, RESULTS, model=w.model),
+        "trajectories": L.path(L.TRAJECTORIES, RESULTS, model=w.model, task=w.task, seed=config["attribution"]["trajectory_seed"]) + ".parquet",
     }
     if w.granularity == "sae":
-        inputs["sae"] = f"{RESULTS}/sae/{w.model}"
+        inputs["sae"] = L.path(L.SAE, RESULTS, model=w.model)
     return inputs
 
 
 def sensitivity_runs(w, ext):
-    return [f"{RESULTS}/sensitivity/{w.model}/{w.task}/{w.granularity}/{v}.{ext}"
+    return [L.path(L.SENSITIVITY_VARIANT, RESULTS, model=w.model, task=w.task, granularity=w.granularity, variant=v) + f".{ext}"
             for v in sensitivity_variants(config)]
 
 
@@ -26,12 +26,12 @@ rule sensitivity_variant:
     input:
         unpack(sensitivity_variant_inputs),
     output:
-        table=RESULTS + "/sensitivity/{model}/{task}/{granularity}/{variant}.parquet",
-        metrics=RESULTS + "/sensitivity/{model}/{task}/{granularity}/{variant}.json",
+        table=L.wild(L.SENSITIVITY_VARIANT, RESULTS) + ".parquet",
+        metrics=L.wild(L.SENSITIVITY_VARIANT, RESULTS) + ".json",
     log:
-        "logs/sensitivity_variant/{model}/{task}/{granularity}/{variant}.log",
+        L.LOGS + "/sensitivity_variant/{model}/{task}/{granularity}/{variant}.log",
     benchmark:
-        "benchmarks/sensitivity_variant/{model}/{task}/{granularity}/{variant}.tsv"
+        L.BENCHMARKS + "/sensitivity_variant/{model}/{task}/{granularity}/{variant}.tsv"
     conda:
         TORCH_ENV
     params:
@@ -50,12 +50,12 @@ rule sensitivity:
         tables=lambda w: sensitivity_runs(w, "parquet"),
         metrics=lambda w: sensitivity_runs(w, "json"),
     output:
-        summary=RESULTS + "/sensitivity/{model}/{task}/{granularity}.csv",
-        metrics=RESULTS + "/sensitivity/{model}/{task}/{granularity}.json",
+        summary=L.wild(L.SENSITIVITY, RESULTS) + ".csv",
+        metrics=L.wild(L.SENSITIVITY, RESULTS) + ".json",
     log:
-        "logs/sensitivity/{model}/{task}/{granularity}.log",
+        L.LOGS + "/sensitivity/{model}/{task}/{granularity}.log",
     benchmark:
-        "benchmarks/sensitivity/{model}/{task}/{granularity}.tsv"
+        L.BENCHMARKS + "/sensitivity/{model}/{task}/{granularity}.tsv"
     conda:
         TORCH_ENV
     params:

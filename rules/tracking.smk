@@ -1,5 +1,5 @@
 """MLflow tracking: one sqlite store (mlflow.db, artifacts in mlartifacts/) in the working
-directory, experiment "ipg-study", one MLflow run per metrics JSON in TRACKED_METRICS.
+directory, experiment "ipg-study" (another config: "ipg-study-{config name}"), one MLflow run per metrics JSON in TRACKED_METRICS.
 
 sqlite has one writer: `init_tracking` creates the store before any job that touches it (such
 a job takes TRACKING_STORE as an input), and a single local job ingests every file.
@@ -7,18 +7,18 @@ Browse with `make mlflow` (or `ipg ui`). After deleting mlflow.db: `snakemake -R
 """
 from ipg.config import config_hash
 
-TRACKING_EXPERIMENT = "ipg-study"
+TRACKING_EXPERIMENT = L.experiment(STUDY_NAME)  # "ipg-study" for the default study
 TRACKING_ROOT = "."  # mlflow.db and mlartifacts/ live here (the repo root under `make study`)
-TRACKING_STORE = f"{RESULTS}/tracking/store.ready"
+TRACKING_STORE = L.path(L.TRACKING_STORE, RESULTS)
 
 
 rule init_tracking:
     output:
         TRACKING_STORE,
     log:
-        "logs/tracking/init_tracking.log",
+        L.LOGS + "/tracking/init_tracking.log",
     benchmark:
-        "benchmarks/tracking/init_tracking.tsv"
+        L.BENCHMARKS + "/tracking/init_tracking.tsv"
     conda:
         "../envs/tracking.yaml"
     params:
@@ -37,11 +37,11 @@ rule ingest_mlflow:
         metrics=TRACKED_METRICS,
         store=TRACKING_STORE,
     output:
-        f"{RESULTS}/tracking/ingested.json",
+        L.path(L.TRACKING_INGESTED, RESULTS),
     log:
-        "logs/tracking/ingest_mlflow.log",
+        L.LOGS + "/tracking/ingest_mlflow.log",
     benchmark:
-        "benchmarks/tracking/ingest_mlflow.tsv"
+        L.BENCHMARKS + "/tracking/ingest_mlflow.tsv"
     conda:
         "../envs/tracking.yaml"
     params:

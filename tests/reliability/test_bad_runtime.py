@@ -57,7 +57,19 @@ def _(ctx):
     def call():
         with steer(model, ["L0.mlp.n1"], -1.0):
             pass
-    return call, ["gamma", "-1.0"], "finite number >= 0"
+    return call, ["gamma", "-1.0"], "finite number in [0, 1000]"
+
+
+@case("steering: gamma beyond the float range of activations (1e30)")
+def _(ctx):
+    from ipg.intervention import steer
+
+    model, _ = ctx.fixture("tiny_qwen2")
+
+    def call():  # gamma = 1e30 gave all-zero logits, 1e300 a raw overflow RuntimeError
+        with steer(model, ["L0.mlp.n1"], 1e30):
+            pass
+    return call, ["gamma", "1e+30"], "finite number in [0, 1000]"
 
 
 @case("sampling: prompt longer than the model's context")

@@ -89,7 +89,9 @@ def test_targets_read_ipg_config(stage):
     out = subprocess.run([sys.executable, "-m", "ipg.targets", stage], capture_output=True,
                          text=True, env=env, cwd=ROOT, check=True).stdout.split()
     cfg = load_config(ROOT / "config" / "test.yaml")
-    assert out == stage_targets(cfg, stage) and out
+    assert out == stage_targets(cfg, stage, "test") and out
+    if stage == "report":  # a config other than config/default.yaml never writes the tracked reports/
+        assert out == [f"{cfg['results_dir']}/reports/test/report.md"]
     if stage == "attribution":
         assert len(out) == len(set(attribution_targets(cfg)) | set(cross_task_targets(cfg)))
     if stage == "steering":

@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ipg import layout as L
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # a second full study run: minutes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +74,8 @@ def _run_until_first_attribution_chunk(workdir: Path, config: Path, log: Path) -
 def _tables(root: Path) -> list[Path]:
     found = [p for sub in ("results/attribution", "results/intervention", "results/transfer")
              for p in (root / sub).rglob("*") if p.suffix in (".parquet", ".csv")]
-    found += [p for p in (root / "reports" / "tables").rglob("*.csv")
+    # the report of test.yaml (not the default study): {results_dir}/reports/test (ipg.layout)
+    found += [p for p in (root / L.reports_dir("results", "test") / "tables").rglob("*.csv")
               if not TIMING.search(p.stem)]  # walltimes.csv: the rules' wall-clock times
     return sorted(p.relative_to(root) for p in found)
 

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ipg import layout as L
+
 # finished_study, run_snakemake, planned_jobs: tests/workflow/conftest.py
 pytestmark = pytest.mark.workflow
 
@@ -40,7 +42,9 @@ def test_study_produces_attributions_steering_and_report(finished_study):
         if metrics.get("kind", "ipg") == "ipg" and "completeness_residual" in metrics:
             assert metrics["completeness_residual"] <= 0.05
     assert sorted((workdir / "results/intervention").rglob("*.csv"))
-    report = (workdir / "reports/report.md").read_text()
+    # test.yaml is not the default study: its report goes under its results, never over reports/
+    report = (workdir / L.reports_dir("results", "test") / "report.md").read_text()
+    assert not (workdir / "reports" / "report.md").exists()
     assert "Findings" in report or "findings" in report
 
 

@@ -1,4 +1,4 @@
-"""Snakemake script: render the study's report (reports/report.md, figures/, tables/).
+"""Snakemake script: render the study's report (report.md, figures/, tables/ under params.reports_dir).
 
 input: every result file the report reads (REPORT_INPUTS); params: results_dir, reports_dir,
 benchmarks_dir, benchmark_files (the current jobs' benchmark TSVs), config (the validated config,
@@ -12,7 +12,8 @@ def main(smk):
     from ipg.report import make_report
 
     path = make_report(smk.params.results_dir, smk.params.reports_dir, smk.params.benchmarks_dir,
-                       config=dict(smk.params.config), inputs=list(smk.input),
+                       config=dict(smk.params.config), bench_csv=smk.params.bench_csv,
+                       inputs=list(smk.input),
                        benchmark_files=list(smk.params.benchmark_files))
     print(f"wrote {path}")
 

@@ -87,7 +87,8 @@ def download(repo_id: str, revision: str, cache_dir: str | None = None) -> Path:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise IPGError(
             f"cannot fetch {repo_id}@{revision} from the Hugging Face Hub or its cache ({reason}); "
-            "download it once with network (HF_HUB_OFFLINE unset), or set the model's params "
+            "download it once with network (the study sets HF_HUB_OFFLINE=1 unless told otherwise: "
+            "`make study HF_HUB_OFFLINE=0`, or HF_HUB_OFFLINE=0 snakemake ...), or set the model's params "
             "local_dir: <folder holding the checkpoint>"
         ) from None
 

@@ -36,12 +36,37 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 _LIBRARIES = ("ipg", "torch", "transformers", "safetensors", "tokenizers", "huggingface_hub", "gguf")
 
 
+def _configs_writing(results_dir: Path) -> list[str]:
+    """The config/*.yaml files (here) whose results_dir is `results_dir`."""
+    import yaml
+
+    found = []
+    for path in sorted(Path("config").glob("*.yaml")):
+        try:
+            declared = (yaml.safe_load(path.read_text()) or {}).get("results_dir", "results")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if Path(str(declared)) == results_dir:
+            found.append(str(path))
+    return found
+
+
 def _fix(model_dir: Path) -> str:
+    """A rebuild that works: Snakemake keeps a folder that exists (a corrupt one too: "Nothing
+    to be done"), so the folder goes first, then the study that built it runs again (its own
+    config: model params differ between configs); only this model and its dependents rerun."""
     name = model_dir.name
-    return (
-        f"rebuild it with `snakemake --cores 1 results/models/{name}` "
-        f"(or `ipg.models.load.build_model('{name}', '{model_dir}')`)"
-    )
+    python_fix = f"ipg.models.load.build_model('{name}', '{model_dir}')"
+    if model_dir.parent.name != "models":  # not a study's model folder
+        return f"rebuild it: rm -rf {model_dir}, then in Python {python_fix}"
+    configs = _configs_writing(model_dir.parent.parent)
+    if configs == ["config/default.yaml"]:
+        again = "make study"
+    elif len(configs) == 1:
+        again = f"snakemake --cores all --configfile {configs[0]}"
+    else:
+        again = "make study, or snakemake --cores all --configfile <the config that built it>"
+    return f"rebuild it: rm -rf {model_dir}, then rerun the study ({again})"
 
 
 def weight_files(model_dir: Path) -> list[Path]:

@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from ipg import layout as L
+
 ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward",
                        "completeness_residual", "residual_prompt_median", "residual_pooled",
                        "phi_delta", "n_prompts_nonzero_advantage", "wall_seconds", "n_units", "path"]
@@ -222,8 +224,8 @@ def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",),
     return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss_mb", "end"])
 
 
-def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
-            benchmarks_dir: str | Path = "benchmarks", bench_csv: str | Path | None = None,
+def collect(results_dir: str | Path, reports_dir: str | Path = L.DEFAULT_REPORTS,
+            benchmarks_dir: str | Path = L.BENCHMARKS, bench_csv: str | Path | None = None,
             inputs: Iterable[str | Path] | None = None,
             benchmark_files: Iterable[str | Path] | None = None) -> Study:
     """Load the results under results_dir (and the bench CSV, benchmark TSVs) into a Study.
@@ -246,7 +248,7 @@ def collect(results_dir: str | Path, reports_dir: str | Path = "reports",
     )
 
 
-def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = "benchmarks") -> list[str]:
+def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = L.BENCHMARKS) -> list[str]:
     """The benchmark files of the study's jobs (the `benchmark:` paths of rules/*.smk, filled
     from the config's targets), so that the wall-time table leaves out files an earlier config
     left behind. Rules a config does not define (e.g. without sensitivity functions) add none."""

@@ -58,6 +58,32 @@ def _check_gold(task: Task, row: dict[str, Any], i: int) -> None:
                        f"task's grader; fix the answer or the task's grader")
 
 
+_TEXT_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt"}
+
+
+def check_utf8_files(name: str, data_files: Any) -> None:
+    """Local text data files must be UTF-8: else one IPGError naming the file, line and byte
+    (the dataset reader would fail deep inside pyarrow without naming either)."""
+    if isinstance(data_files, dict):
+        files = [f for v in data_files.values() for f in ([v] if isinstance(v, str) else v)]
+    elif isinstance(data_files, (str, list)):
+        files = [data_files] if isinstance(data_files, str) else list(data_files)
+    else:
+        return
+    for f in files:
+        path = Path(str(f))
+        if path.suffix.lower() not in _TEXT_SUFFIXES or not path.is_file():
+            continue  # globs, archives and missing files are the loader's to report
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise IPGError(f"task '{name}': data file {path} is not UTF-8: line {line} (byte offset "
+                           f"{e.start}) has byte 0x{data[e.start]:02x}; re-save it as UTF-8, e.g. "
+                           f"iconv -f latin1 -t utf-8 {path} > fixed{path.suffix}") from None
+
+
 def prepare_task(
     name: str, n_attribution: int, n_heldout: int, seed: int, params: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -67,6 +93,7 @@ def prepare_task(
         raise IPGError(f"task '{name}': n_attribution={n_attribution} and n_heldout={n_heldout} "
                        f"must both be >= 1 (an empty split cannot be evaluated)")
     merged = {**task.default_params, **(params or {})}
+    check_utf8_files(name, merged.get("data_files"))
     n_total = n_attribution + n_heldout
     rows = _load_unique(task, n_total, seed, merged)
     if len(rows) < n_total:
