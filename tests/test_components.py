@@ -80,11 +80,16 @@ def test_heads_split_o_proj(model) -> None:
     assert a.shape == (2, 6, 4, 8) and torch.allclose(per_head, model.model.layers[0].self_attn.o_proj(x))
 
 
-def test_layers_read_block_output(model) -> None:
+def test_layers_read_block_update(model) -> None:
+    """A layer's unit is what block l adds to the residual stream: hidden[l+1] - hidden[l]."""
     gran = get_granularity("layers", model)
     with torch.no_grad():
         hidden = model(IDS, output_hidden_states=True).hidden_states
-    assert torch.allclose(gran.read(0, capture(model, gran, 0))[:, :, 0], hidden[1])
+    for layer in (0, 1):
+        a = gran.read(layer, capture(model, gran, layer))
+        assert a.shape == (2, 6, 1, 32)
+        if layer + 1 < len(hidden) - 1:  # the last hidden state is after the final norm
+            assert torch.allclose(a[:, :, 0], hidden[layer + 1] - hidden[layer])
 
 
 def test_scaling_matches_weight_surgery(model) -> None:
@@ -114,11 +119,47 @@ def test_scaling_matches_weight_surgery(model) -> None:
             pass
 
 
-def test_layer_scaling_scales_block_output(model) -> None:
-    gran = get_granularity("layers", model)
-    x = capture(model, gran, 0)
-    with scale_units(model, ["L0.resid"], 3.0):
-        assert torch.allclose(capture(model, gran, 0), 3 * x)
+def _block_outputs(model, ids=IDS):
+    """Every decoder block's (input, output), read with hooks written here."""
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, a, o: seen.append((a[0].detach(), o.detach())))
+             for b in model.model.layers]
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _skipping(model, layers):
+    """A copy of the model whose blocks `layers` are identities (the block skipped)."""
+    skipped = copy.deepcopy(model)
+    for l in layers:
+        skipped.model.layers[l].forward = lambda hidden_states, *args, **kwargs: hidden_states
+    return skipped
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_layer_scaling_scales_the_block_update(model, layer) -> None:
+    """gamma scales what block l adds: out' = in + gamma (out - in); gamma = 0 skips the block,
+    also the last one (the final norm does not cancel a scaled update, it did a scaled stream)."""
+    (inp, out), = [_block_outputs(model)[layer]]
+    seen = []
+    block = model.model.layers[layer]
+    with scale_units(model, [f"L{layer}.resid"], 3.0):
+        h = block.register_forward_hook(lambda m, a, o: seen.append(o.detach()))
+        try:
+            steered = logits(model)
+        finally:
+            h.remove()
+    assert torch.allclose(seen[0], inp + 3 * (out - inp), atol=1e-12)
+    assert not torch.allclose(steered, logits(model), atol=1e-6)
+    with scale_units(model, [f"L{layer}.resid"], 0.0):
+        assert torch.allclose(logits(model), logits(_skipping(model, [layer])), atol=1e-12)
+    with scale_units(model, ["L0.resid", "L1.resid"], 0.0):
+        assert torch.allclose(logits(model), logits(_skipping(model, [0, 1])), atol=1e-12)
 
 
 def test_sae_keeps_reconstruction_error(model) -> None:

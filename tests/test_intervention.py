@@ -94,6 +94,28 @@ def test_mean_mode_with_gamma_one_is_the_identity(model) -> None:
         assert torch.allclose(logits(model), plain, atol=1e-12)
 
 
+def test_layer_mean_mode_replaces_the_block_update(model) -> None:
+    """Layers are the block's update u = out - in: the dataset mean is the mean of u, and
+    mean ablation (gamma = 0) makes block l add that mean, out' = in + m (hooks written here)."""
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    block = model.model.layers[1]
+    seen = {}
+    h = block.register_forward_hook(lambda m, a, o: seen.__setitem__("u", o - a[0]))
+    with torch.no_grad():
+        model(input_ids=IDS, attention_mask=mask)
+    h.remove()
+    means = activation_means(model, IDS, ["L1.resid"], attention_mask=mask)
+    want = seen["u"][mask.bool()].mean(0)  # [d_model]
+    assert torch.allclose(means["L1.resid"], want, atol=1e-12)
+    edited = copy.deepcopy(model)
+    edited.model.layers[1].forward = lambda hidden_states, *a, **k: hidden_states + want
+    with steer(model, ["L1.resid"], 0.0, mode="mean", means=means):
+        assert torch.allclose(logits(model), logits(edited), atol=1e-10)
+    plain = logits(model)
+    with steer(model, ["L1.resid"], 1.0, mode="mean", means=means):  # m + 1 (u - m) = u
+        assert torch.allclose(logits(model), plain, atol=1e-12)
+
+
 def test_activation_means_match_a_direct_average(model) -> None:
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
     got = activation_means(model, IDS, ["L1.mlp.n5", "L1.mlp.n9"], attention_mask=mask)

@@ -1,15 +1,21 @@
 """The granularities: where a unit's activation h lives, its id, how to read, replace, scale it.
 
 Every method (IPG, every baseline) and every intervention goes through this one module.
-A granularity hooks one module per decoder layer (a forward pre-hook on its input or a
-forward hook on its output) and views the hooked tensor x as unit activations
-a[batch, pos, units, unit_dim]; a unit's score sums over its unit_dim.
+A granularity hooks one module per decoder layer (a forward pre-hook on its input, a
+forward hook on its output, or an "update" hook: what the module adds to its input) and
+views the hooked tensor x as unit activations a[batch, pos, units, unit_dim]; a unit's
+score sums over its unit_dim.
 
     name     hooked tensor x                          a                          unit id
     neurons  input of mlp.down_proj = act(gate)*up    [b, pos, d_ff, 1]          L{l}.mlp.n{i}
     heads    input of self_attn.o_proj                [b, pos, n_heads, head_dim] L{l}.attn.h{h}
-    layers   output of decoder block l                [b, pos, 1, d_model]       L{l}.resid
+    layers   update of decoder block l: out - in      [b, pos, 1, d_model]       L{l}.resid
     sae      output of decoder block sae.layer        f = encode(x) [b, pos, n, 1] sae.L{l}.f{i}
+
+A layer's unit is what its block (attention + MLP) adds to the residual stream, u = out - in;
+an edit u -> u' makes the block's output in + u'. So a = 0 means "block skipped" (the
+stream passes through unchanged), and scaling by gamma scales the block's contribution,
+not the stream (which the following RMSNorm would cancel).
 
 `write(x, a_new, a)` puts modified activations back. For neurons/heads/layers it is a
 reshape of a_new; for SAE latents it keeps the reconstruction error,
@@ -51,7 +57,7 @@ class Granularity:
     """One kind of unit. Subclasses set name/hook and implement module, shape, read, write."""
 
     name: ClassVar[str]
-    hook: ClassVar[Literal["pre", "post"]]
+    hook: ClassVar[Literal["pre", "post", "update"]]
 
     def __init__(self, model: nn.Module, sae: Any = None) -> None:
         self.model = model
@@ -190,9 +196,10 @@ class Heads(Granularity):
 
 @GRANULARITIES.register("layers")
 class Layers(Granularity):
-    """Whole layers: the output hidden state of decoder block l, one unit of width d_model."""
+    """Whole layers: the update u = out - in that decoder block l adds to the residual stream
+    (its attention + MLP output), one unit of width d_model. u = 0: the block is skipped."""
 
-    name, hook = "layers", "post"
+    name, hook = "layers", "update"
 
     def module(self, layer: int) -> nn.Module:
         return self.blocks[layer]
@@ -207,12 +214,13 @@ class Layers(Granularity):
         return x.unsqueeze(-2)  # [b, pos, 1, d_model]
 
     def bypass(self, layer: int):
-        """Blocks 0..layer as identities: block `layer`'s output is replaced, and the blocks
-        before it only feed it (in joint mode nothing below the replaced output is needed)."""
+        """Block `layer` as an identity: its update is replaced (its output is in + u_path),
+        so attention and MLP need not run; the blocks before it still run (they make its
+        input). With every block replaced (joint), only embeddings, final norm and LM head run."""
         def identity(hidden_states: Tensor, *args: Any, **kwargs: Any) -> Tensor:
             return hidden_states
 
-        return [(self.blocks[j], identity) for j in range(layer + 1)]
+        return [(self.blocks[layer], identity)]
 
 
 @GRANULARITIES.register("sae")
@@ -296,6 +304,20 @@ def _replace_output(output: Any, fn: EditFn) -> Any:
     return output if new is None else (new, *output[1:])
 
 
+def _first_input(args: tuple, kwargs: dict) -> Tensor:
+    """A decoder block's input hidden state (positional, or the keyword hidden_states)."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _edit_update(inp: Tensor, out: Tensor, fn: EditFn) -> Tensor | None:
+    """fn applied to the block's update u = out - inp [b, pos, d_model]; the new output is
+    inp + fn(u), computed as out + (fn(u) - u) so that an unchanged u (gamma = 1, alpha = 1)
+    gives the output bit for bit (None: the output is left as it is)."""
+    u = out - inp
+    new = fn(u)
+    return None if new is None else out + (new.to(out.dtype) - u)
+
+
 def _placeholder(x: Tensor, width: int) -> Tensor:
     """Zeros [*x.shape[:-1], width] (a broadcast view) in the dtype the skipped computation
     would have produced: autocast's when it is on, else x's."""
@@ -324,6 +346,13 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn],
                     return None if new is None else (new, *args[1:])
 
                 handles.append(module.register_forward_pre_hook(pre))
+            elif gran.hook == "update":
+                def update(mod: nn.Module, args: tuple, kwargs: dict, out: Any,
+                           fn: EditFn = fn) -> Any:
+                    return _replace_output(out, lambda o: _edit_update(_first_input(args, kwargs),
+                                                                       o, fn))
+
+                handles.append(module.register_forward_hook(update, with_kwargs=True))
             else:
                 def post(mod: nn.Module, args: tuple, out: Any, fn: EditFn = fn) -> Any:
                     return _replace_output(out, fn)
@@ -344,7 +373,7 @@ def replaced_forwards(pairs: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> 
     try:
         for module, forward in pairs:
             if any(module is done for done, _ in swapped):
-                continue  # several hooked layers share a producer (layers: blocks 0..l)
+                continue  # listed twice: its first replacement stands
             swapped.append((module, module.__dict__.get("forward")))
             module.forward = forward
         yield

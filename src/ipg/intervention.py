@@ -8,7 +8,9 @@ for every unit i in `units`, at every position, in every forward while the conte
 (prompt encoding and every generated token, since the sampler calls the model's forward).
 gamma > 1 enhances, 0 <= gamma < 1 suppresses, gamma = 0 ablates (to zero, or to the
 dataset mean m in mode "mean"). For SAE latents the edit keeps the SAE's reconstruction
-error: x <- x + W_dec[P]^T (f'_P - f_P) (ipg.components.SAELatents.write).
+error: x <- x + W_dec[P]^T (f'_P - f_P) (ipg.components.SAELatents.write). For layers, h is
+what block l adds to the residual stream: out <- in + gamma (out - in) (gamma = 0 skips the
+block; mode "mean": out <- in + m + gamma (out - in - m)).
 
 The hook plumbing is ipg.components (scale_units, edit_activations); this module adds the
 input checks, the mean mode, dataset means of units (`activation_means` over given inputs,

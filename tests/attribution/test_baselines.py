@@ -39,9 +39,9 @@ def _capture(model, gran: str, ids: list[int], layer: int) -> torch.Tensor:
     if gran in ("neurons", "heads"):
         mod = block.mlp.down_proj if gran == "neurons" else block.self_attn.o_proj
         handle = mod.register_forward_pre_hook(lambda m, args: got.__setitem__("x", args[0][0]))
-    else:
-        handle = block.register_forward_hook(
-            lambda m, a, out: got.__setitem__("x", (out if torch.is_tensor(out) else out[0])[0]))
+    else:  # layers: the block's update out - in; SAE: the block's output
+        handle = block.register_forward_hook(lambda m, a, out: got.__setitem__(
+            "x", ((out if torch.is_tensor(out) else out[0]) - (a[0] if gran == "layers" else 0))[0]))
     with torch.no_grad():
         model(torch.tensor([ids]))
     handle.remove()
@@ -121,8 +121,8 @@ def _scaled_loglik(model, table, gran, layer, unit, s, temperature=1.0, start_ge
 
     def post(m, a, out):
         x = out if torch.is_tensor(out) else out[0]
-        if gran == "layers":
-            x = x * s
+        if gran == "layers":  # the block's update scaled: in + s (out - in)
+            x = a[0] + s * (x - a[0])
         else:  # SAE latent: x + (s - 1) f_i W_dec[i] (reconstruction error kept)
             f = SAES[layer].encode(x)[..., unit : unit + 1]
             x = x + (s - 1) * f * SAES[layer].W_dec[unit]
@@ -153,7 +153,7 @@ def test_gxa_is_derivative_of_unit_scale(arch, gran, tables, request) -> None:
     att = run(model, table, gran, "gxa", batch_size=3)
     units = list(att.scores["unit"])
     eps = 1e-5
-    picks = {"neurons": [(0, 3), (1, 60)], "heads": [(0, 1), (1, 2)], "layers": [(0, 0)],
+    picks = {"neurons": [(0, 3), (1, 60)], "heads": [(0, 1), (1, 2)], "layers": [(0, 0), (1, 0)],
              "sae": [(0, 5), (1, 40)]}[gran]
     for layer, unit in picks:
         col = units.index({"neurons": f"L{layer}.mlp.n{unit}", "heads": f"L{layer}.attn.h{unit}",

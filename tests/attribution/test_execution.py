@@ -22,8 +22,6 @@ GRANS = ["neurons", "heads", "layers", "sae"]
 
 def run(model, table, gran, dtype=torch.float64, **cfg):
     cfg = {"max_residual": None, "m": 8, "chunk": 4, **cfg}
-    if gran == "layers":
-        cfg.setdefault("baseline", "mean")
     sae = [ToySAE(32, 48, 8, layer=l, seed=l, dtype=dtype) for l in (0, 1)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,8 +147,7 @@ def test_joint_path_forwards_skip_the_replaced_computation(qwen, gran, producer)
         finally:
             hook.remove()
         counts[mode] = calls[0]
-    stats = 1 if gran == "layers" else 0  # run() gives layers the mean baseline: one stats forward
-    assert counts == {"joint": 1 + stats, "onthefly": 3 + stats}
+    assert counts == {"joint": 1, "onthefly": 3}
 
 
 @pytest.mark.parametrize("gran", GRANS)

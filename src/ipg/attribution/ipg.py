@@ -134,11 +134,6 @@ def attribute(
     layers = gran.select_layers(cfg.layers)
     if cfg.path == "onpolicy":
         _onpolicy_check(cfg, layers, sampler)
-    if granularity == "layers" and cfg.baseline == "zero" and max(layers) == len(gran.blocks) - 1:
-        warnings.warn(
-            "granularity 'layers' with baseline 'zero': the final norm makes the last block's "
-            "output scale-invariant, so its path integral is a spike at alpha ~ 0 that no "
-            "quadrature resolves; use baseline: mean (and multilayer: separate)", stacklevel=2)
     prompt_ids, rewards, mask, groups = group_rewards(trajectories, f"reward_{cfg.reward}")
     adv = advantages(rewards, cfg.advantage, cfg.eps, mask)  # [n_prompts, G_max] float64
     n_prompts = len(groups)
