@@ -59,12 +59,15 @@ def load_yaml_strict(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise IPGError(f"config file {path} does not exist; give an existing --configfile")
+    loader = StrictLoader(path.read_text())  # a SafeLoader: no yaml.load of arbitrary tags
     try:
-        return yaml.load(path.read_text(), Loader=StrictLoader)  # noqa: S506 - a SafeLoader
+        return loader.get_single_data()
     except yaml.constructor.ConstructorError as exc:
         raise IPGError(f"config file {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise IPGError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
 
 
 def fill_defaults(node: Any, schema: dict[str, Any]) -> Any:
