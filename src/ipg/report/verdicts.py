@@ -314,3 +314,76 @@ def detectable_effect(half_width: float, family_size: int, alpha: float = 0.05,
 
     se = half_width / norm.ppf(0.975)
     return float((norm.ppf(1 - alpha / (2 * max(family_size, 1))) + norm.ppf(power)) * se)
+
+
+def design_table(verdicts: pd.DataFrame, config: dict | None = None) -> pd.DataFrame:
+    """Per model x task x granularity: prompts, seeds, the confirmatory rows' median achieved
+    95% half-width (accuracy rows), the effect they can detect with 80% power in the largest
+    family, and the status: "confirmatory" when the median half-width meets
+    findings.target_half_width, else "smoke test" (its verdicts stay out of the headline)."""
+    s = settings(config)
+    cols = GROUP + ["n_prompts", "n_seeds", "rows", "median_half_width", "detectable_effect", "status"]
+    conf = verdicts[(verdicts["section"] == "confirmatory") & (verdicts["metric"] == "accuracy")
+                    & verdicts["half_width"].notna()]
+    if conf.empty:
+        return pd.DataFrame(columns=cols)
+    tested = conf[conf["p_holm"].notna()]
+    family_size = int(tested.groupby("family").size().max()) if len(tested) else 1
+    out = []
+    for key, g in conf.groupby(GROUP, sort=True):
+        hw = float(g["half_width"].median())
+        out.append(dict(zip(GROUP, key), n_prompts=int(g["n_prompts"].max()),
+                        n_seeds=int(g["n_seeds"].max()), rows=len(g), median_half_width=hw,
+                        detectable_effect=detectable_effect(hw, family_size, s["alpha"]),
+                        status="confirmatory" if hw <= s["target_half_width"] else "smoke test"))
+    return pd.DataFrame(out, columns=cols)
+
+
+def _fmt(row) -> str:
+    where = f"{row['model']}/{row['granularity']} {row['ipg_method']} k={int(row['k'])} gamma={row['gamma']:g}"
+    return f"{where} vs {row['versus']}: {row['diff']:+.3f} [{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}]"
+
+
+def headline(verdicts: pd.DataFrame, config: dict | None = None, design: pd.DataFrame | None = None,
+             max_listed: int = 4) -> str:
+    """One paragraph from the confirmatory families only (models whose design meets the target
+    half-width): per family how often IPG wins, loses, ties (equivalent) or the study cannot
+    tell, with the decided rows' effect sizes and 95% CIs (IPG - control)."""
+    s = settings(config)
+    if verdicts.empty or (verdicts["verdict"] == NO_DATA).all():
+        return ("No paired comparison of an accuracy-reward IPG selection with a control could be "
+                "made (no per-prompt steering rows for both arms), so the study makes no claim "
+                "about IPG's selections.")
+    design = design_table(verdicts, config) if design is None else design
+    smoke = design[design["status"] == "smoke test"]
+    skip = set(map(tuple, smoke[GROUP].to_numpy())) if len(smoke) else set()
+    conf = verdicts[(verdicts["section"] == "confirmatory") & (verdicts["verdict"] != NO_DATA)]
+    conf = conf[[tuple(r) not in skip for r in conf[GROUP].to_numpy()]]
+    if conf.empty:
+        return ("No confirmatory comparison reached the design's precision (target 95% half-width "
+                f"{s['target_half_width']:g}), so the study makes no confirmatory claim; see the "
+                "exploratory section.")
+    parts = []
+    for family in s["families"]:
+        f = conf[conf["family"] == family]
+        if f.empty:
+            continue
+        c = f["verdict"].value_counts()
+        text = (f"{family}: IPG better in {c.get(BETTER, 0)} of {len(f)}, worse in {c.get(WORSE, 0)}, "
+                f"equivalent in {c.get(EQUIVALENT, 0)}, cannot tell in {c.get(INCONCLUSIVE, 0)}"
+                + (f", excluded as degenerate {c.get(EXCLUDED, 0)}" if c.get(EXCLUDED, 0) else ""))
+        decided = f[f["verdict"].isin([BETTER, WORSE])]
+        if len(decided):
+            listed = "; ".join(_fmt(r) for _, r in decided.head(max_listed).iterrows())
+            more = len(decided) - max_listed
+            text += f" ({listed}{f'; {more} more' if more > 0 else ''})"
+        parts.append(text)
+    text = ("Confirmatory families (paired IPG - control per prompt and seed, 95% hierarchical "
+            f"bootstrap CIs, Holm within each family at alpha {s['alpha']:g}, equivalence "
+            f"+-{s['equivalence_margin']:g} accuracy / +-{s['length_margin']:g} tokens): "
+            + "; ".join(parts) + ".")
+    if skip:
+        text += (" Smoke tests only (median half-width above the target "
+                 f"{s['target_half_width']:g}; no claim): "
+                 + ", ".join("/".join(map(str, k)) for k in sorted(skip)) + ".")
+    return text
