@@ -161,3 +161,19 @@ def test_sensitivity_section():
         with pytest.raises(IPGError, match=match) as info:
             validate_config({"study": [ORG], "sensitivity": bad})
         assert "\n" not in str(info.value)
+
+
+def test_exploratory_switch_and_control_selections():
+    """steering.exploratory off drops the deletion curve, mean ablation and exploratory gammas;
+    on adds exploratory_gammas; non-IPG methods steer control_selections only."""
+    from ipg.config import steering_params
+
+    config = load_config(ROOT / "config" / "default.yaml")
+    off = steering_params(config, "organism", "ipg", "neurons")
+    assert off["gammas"] == [0.0, 2.0] and off["deletion_ks"] == [] and not off["mean_ablation"]
+    assert off["selections"] == ["signed", "bottom", "magnitude"]
+    assert steering_params(config, "organism", "act", "neurons")["selections"] == ["signed"]
+    config["steering"].update(exploratory=True, mean_ablation=True)
+    on = steering_params(config, "organism", "random_s4", "neurons")
+    assert on["gammas"] == [0.0, 0.5, 2.0, 5.0] and on["deletion_ks"] and on["mean_ablation"]
+    assert on["n_prompts"] == 512 and on["seeds"] == [0, 1]

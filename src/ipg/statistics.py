@@ -71,7 +71,9 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     p = float(successes) / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if p <= 0 else max(0.0, centre - half)  # exact ends at 0 and n successes
+    hi = 1.0 if p >= 1 else min(1.0, centre + half)
+    return lo, hi
 
 
 def degenerate_interval(value: float, n: int, bounds: tuple[float, float],

@@ -194,3 +194,23 @@ def _simulate_pair(rng, effect):
     u2 = np.where(rng.random((P, S)) < 0.5, u, rng.random((P, S)))
     return ((u < np.clip(q + effect, 0, 1)[:, None]).astype(float),
             (u2 < q[:, None]).astype(float))
+
+
+def test_design_table_and_headline_use_confirmatory_cells_that_meet_the_target():
+    from ipg.report.verdicts import design_table, headline
+
+    rng = np.random.default_rng(6)
+    rows = _study(rng, ipg_ablation=0.3)
+    small = rows[rows["prompt_id"] < 30].assign(model="smoke")  # 30 prompts: wide intervals
+    cfg = {"findings": {"target_half_width": 0.08}}  # 300 prompts x 2 seeds, independent arms
+    found = build_verdicts(pd.concat([rows, small], ignore_index=True), cfg)
+    design = design_table(found, cfg).set_index("model")
+    assert design.loc["m", "status"] == "confirmatory" and design.loc["smoke", "status"] == "smoke test"
+    assert design.loc["m", "median_half_width"] <= 0.08 < design.loc["smoke", "median_half_width"]
+    assert design.loc["m", "detectable_effect"] == pytest.approx(
+        detectable_effect(design.loc["m", "median_half_width"], 2))  # 2 cells per family
+    text = headline(found, cfg)
+    assert text.startswith("Confirmatory families") and "ablation vs act: IPG better in 1 of 1" in text
+    assert "Smoke tests only" in text and "smoke/t/neurons" in text
+    assert "m/neurons ipg k=4 gamma=0 vs act: -0.3" in text  # effect size with its CI
+    assert "no claim" in headline(build_verdicts(rows[rows["method"] == "act"]))
