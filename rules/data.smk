@@ -13,7 +13,7 @@ rule prepare_task:
     params:
         task_params=task_params,
         n_attribution=config["data"]["n_attribution"],
-        n_heldout=config["data"]["n_heldout"],
+        n_heldout=lambda w: (config["data"].get("n_heldout_tasks") or {}).get(w.task, config["data"]["n_heldout"]),
         seed=config["seed"],
     threads: 1
     message:

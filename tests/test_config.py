@@ -226,3 +226,19 @@ def test_check_config_reports_a_nested_typo_in_one_line(tmp_path) -> None:
         "allowed keys: advantage, autocast, baseline, checkpoint_layers, chunk, eps, kind, layers, m, "
         "max_residual, multilayer, pad_id, path, pos_chunk, positions, quadrature, reward, seed, "
         "share_prompt_cache, temperature, traj_chunk"]
+
+
+def test_exploratory_switch_and_control_selections():
+    """steering.exploratory off drops the deletion curve, mean ablation and exploratory gammas;
+    on adds exploratory_gammas; non-IPG methods steer control_selections only."""
+    from ipg.config import steering_params
+
+    config = load_config(ROOT / "config" / "default.yaml")
+    off = steering_params(config, "organism", "ipg", "neurons")
+    assert off["gammas"] == [0.0, 2.0] and off["deletion_ks"] == [] and not off["mean_ablation"]
+    assert off["selections"] == ["signed", "bottom", "magnitude"]
+    assert steering_params(config, "organism", "act", "neurons")["selections"] == ["signed"]
+    config["steering"].update(exploratory=True, mean_ablation=True)
+    on = steering_params(config, "organism", "random_s4", "neurons")
+    assert on["gammas"] == [0.0, 0.5, 2.0, 5.0] and on["deletion_ks"] and on["mean_ablation"]
+    assert on["n_prompts"] == 512 and on["seeds"] == [0, 1]

@@ -91,3 +91,46 @@ def test_expected_random_jaccard_matches_simulation() -> None:
     assert expected_random_jaccard(n, k) == pytest.approx(np.mean(sims), abs=4 * se)
     assert expected_random_jaccard(10, 10) == pytest.approx(1.0)
     assert expected_random_jaccard(10, 0, 3) == 0.0
+
+
+def test_wilson_interval_matches_scipy_and_zero_of_n() -> None:
+    """Independent check: scipy's binomtest Wilson interval (no continuity correction)."""
+    from scipy.stats import binomtest
+
+    from ipg.statistics import wilson_interval
+
+    for k, n in ((0, 96), (3, 20), (20, 20), (48, 96)):
+        ref = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    lo, hi = wilson_interval(0, 96)
+    assert lo == 0.0 and 0.03 < hi < 0.05  # 0 of 96 correct: not "+0.000 [+0.000, +0.000]"
+
+
+def test_constant_proportions_and_differences_never_get_a_zero_width_interval() -> None:
+    from scipy.stats import binomtest
+
+    zeros = np.zeros((48, 2))  # 0 of 96 correct
+    ci = bootstrap_ci(zeros, "hierarchical", bounds=(0.0, 1.0))
+    ref = binomtest(0, 96).proportion_ci(0.95, method="wilson")
+    assert ci.mean == 0 and ci.lo == 0 and ci.hi == pytest.approx(ref.high)
+    d = paired_difference(zeros, zeros, bounds=(-1.0, 1.0))
+    assert d.mean == 0 and d.lo == pytest.approx(-ref.high) and d.hi == pytest.approx(ref.high)
+    ones = bootstrap_ci(np.ones((10, 1)), bounds=(0.0, 1.0))
+    assert ones.hi == 1.0 and ones.lo < 1.0
+    # unbounded metrics keep the old behaviour; bad bounds are a one-line error
+    assert bootstrap_ci(np.full((5, 2), 0.25)) == (0.25, 0.25, 0.25)
+    with pytest.raises(IPGError, match="bounds"):
+        bootstrap_ci(np.full((5, 2), 0.25), bounds=(0.0, 2.0))
+
+
+def test_sign_flip_pvalue_is_uniform_under_the_null_and_small_under_an_effect() -> None:
+    """Under exchangeable arms, P(p <= 0.05) ~ 0.05 (binomial bound); a clear shift gives p ~ 0."""
+    from scipy.stats import binom
+
+    from ipg.statistics import sign_flip_pvalue
+
+    rng = np.random.default_rng(7)
+    ps = np.array([sign_flip_pvalue(rng.normal(size=(60, 2)), 999, seed=i) for i in range(300)])
+    assert (ps <= 0.05).sum() <= binom.ppf(0.99, 300, 0.05)
+    assert (ps <= 0.5).mean() == pytest.approx(0.5, abs=0.1)
+    assert sign_flip_pvalue(rng.normal(0.5, 1, size=(60, 2)), 999) <= 0.002

@@ -239,7 +239,8 @@ def steering_params(config: dict[str, Any], model: str, method: str,
     max_new_tokens (evaluation samples like the trajectories). A deletion-only method
     (steering.deletion_methods, not in steering.methods) gets no gamma grid: only the
     unsteered baseline and its deletion curve."""
-    skip = ("methods", "control_method", "deletion_methods")
+    skip = ("methods", "control_method", "deletion_methods", "control_selections",
+            "exploratory", "exploratory_gammas")
     params = {k: v for k, v in config["steering"].items() if k not in skip}
     for entry in config["study"]:
         if entry["model"] == model:
@@ -256,10 +257,25 @@ def steering_params(config: dict[str, Any], model: str, method: str,
     params["max_new_tokens"] = sampling["max_new_tokens"]
     if method != config["steering"]["control_method"]:
         params["control_temperatures"] = []
+    _exploratory_and_controls(config, method, params)
     if method not in grid_methods(config, model):
         params.update(selections=["signed"], ks=[], gammas=[], mean_ablation=False,
                       control_temperatures=[])
     return params
+
+
+def _exploratory_and_controls(config: dict[str, Any], method: str, params: dict[str, Any]) -> None:
+    """steering.exploratory off: no deletion curve, mean ablation or exploratory gammas; on:
+    exploratory_gammas join the grid. Methods that are not IPG steer control_selections."""
+    steering = config["steering"]
+    if steering.get("exploratory", True):
+        extra = [float(g) for g in steering.get("exploratory_gammas") or []]
+        params["gammas"] = sorted({*map(float, params["gammas"]), *extra})
+    else:
+        params.update(deletion_ks=[], mean_ablation=False)
+    kind = (config["attribution"]["methods"].get(method) or {}).get("kind")
+    if steering.get("control_selections") is not None and kind != "ipg":
+        params["selections"] = list(steering["control_selections"])
 
 
 def needs_means(params: dict[str, Any]) -> bool:

@@ -3,7 +3,8 @@
 
 - The row schema of ipg.evaluation (`ROW_COLUMNS`, `METRICS`, `BASELINE`).
 - `summarize`: per condition, means with bootstrap CIs over prompts (and seeds; ipg.statistics)
-  and the paired difference to the unsteered baseline (same prompt, same seed).
+  and the paired difference to the unsteered baseline (same prompt, same seed); accuracy and
+  truncated (proportions) never get a zero-width CI (score interval where the bootstrap degenerates).
 - `entropy_matched`: the temperature control's accuracy at each condition's next-token entropy
   (the sharpening control).
 - `selected_sets` and `jaccard_table`: the units each attribution table selects and the overlap
@@ -27,6 +28,7 @@ METRICS = ("accuracy", "length", "entropy", "truncated")
 CONDITION_KEYS = ("condition", "selection", "k", "gamma", "mode", "temperature", "n_units",
                   "n_samples")
 BASELINE = "none"
+PROPORTIONS = ("accuracy", "truncated")  # in [0, 1]: no zero-width CI (ipg.statistics)
 
 
 
@@ -62,7 +64,8 @@ def summarize(rows: pd.DataFrame, by: Sequence[str] = (), scheme: str = "prompts
         rec.update(n_prompts=wide["accuracy"].shape[0], n_seeds=wide["accuracy"].shape[1])
         for m in METRICS:
             y = wide[m].to_numpy(dtype=np.float64)  # [n_prompts, n_seeds]
-            ci = bootstrap_ci(y, scheme, confidence, n_resamples, seed) if np.isfinite(y).all() \
+            bounds = (0.0, 1.0) if m in PROPORTIONS else None
+            ci = bootstrap_ci(y, scheme, confidence, n_resamples, seed, bounds) if np.isfinite(y).all() \
                 else (float(np.nanmean(y)), float("nan"), float("nan"))
             rec.update({m: ci[0], f"{m}_lo": ci[1], f"{m}_hi": ci[2]})
             paired = group.set_index(pair)[m]
@@ -70,7 +73,8 @@ def summarize(rows: pd.DataFrame, by: Sequence[str] = (), scheme: str = "prompts
             if len(base) and b.notna().all() and np.isfinite(y).all():
                 d_wide = (paired - b).reset_index().pivot_table(
                     index="prompt_id", columns="seed", values=m, aggfunc="mean")
-                d = bootstrap_ci(d_wide.to_numpy(), scheme, confidence, n_resamples, seed)
+                d = bootstrap_ci(d_wide.to_numpy(), scheme, confidence, n_resamples, seed,
+                                 (-1.0, 1.0) if bounds else None)
             else:
                 d = (float("nan"),) * 3
             rec.update({f"d_{m}": d[0], f"d_{m}_lo": d[1], f"d_{m}_hi": d[2]})

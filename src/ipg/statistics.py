@@ -18,6 +18,17 @@ over prompts and seeds; its 95% interval comes from a bootstrap:
 
 Paired differences (steered - unsteered on the same prompts and the same seeds, which share
 the sampler's random stream) go through the same bootstrap as d[p, s] = y[p, s] - y0[p, s].
+Degenerate data (every value equal, e.g. 0 of 96 correct) give the bootstrap nothing to
+resample. For a bounded metric (`bounds`: (0, 1) for a proportion, (-1, 1) for a difference of
+proportions) the interval then comes from the Wilson score interval of the n = prompts x seeds
+observations (conservative: each observation may pool G samples): a proportion c gets
+Wilson(c n, n); a constant paired difference c gets c -/+ the Wilson upper bound of 0
+discordant pairs in n, clipped to the bounds. Never a zero-width interval for such a metric.
+
+Verdict helpers: `sign_flip_pvalue` (the paired sign-flip test of the per-prompt mean
+differences; exact under the null that the two arms are exchangeable within a prompt) and
+`holm` (Holm's step-down adjustment within a family of p-values).
+
 Jaccard overlap J(A, B) = |A n B| / |A u B| compares selected unit sets (J(empty, empty) = 1);
 `expected_random_jaccard` is its value for two random sets, the chance level.
 """
@@ -50,18 +61,58 @@ def _as_matrix(values) -> np.ndarray:
     return y
 
 
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion successes / n (successes may be fractional)."""
+    from scipy.stats import norm
+
+    if n < 1:
+        raise IPGError(f"a Wilson interval needs n >= 1 observations, got {n}")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = float(successes) / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo = 0.0 if p <= 0 else max(0.0, centre - half)  # exact ends at 0 and n successes
+    hi = 1.0 if p >= 1 else min(1.0, centre + half)
+    return lo, hi
+
+
+def degenerate_interval(value: float, n: int, bounds: tuple[float, float],
+                        confidence: float = 0.95) -> tuple[float, float]:
+    """The interval of a constant bounded metric over n observations (see the module docstring):
+    bounds (0, 1): Wilson(value n, n); bounds (-1, 1): value -/+ Wilson's upper bound of 0 in n."""
+    lo_b, hi_b = bounds
+    if (lo_b, hi_b) == (0.0, 1.0):
+        return wilson_interval(min(max(value, 0.0), 1.0) * n, n, confidence)
+    if (lo_b, hi_b) == (-1.0, 1.0):
+        w = wilson_interval(0, n, confidence)[1]
+        return max(-1.0, value - w), min(1.0, value + w)
+    raise IPGError(f"bounds must be (0, 1) (a proportion) or (-1, 1) (a difference of "
+                   f"proportions), got {bounds}")
+
+
 def bootstrap_ci(
     values,
     scheme: Scheme = "prompts",
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    bounds: tuple[float, float] | None = None,
 ) -> CI:
     """Grand mean of y [n_prompts, n_seeds] (or [n_prompts]) and its bootstrap interval.
 
-    With a single resampling unit (one prompt, or one seed for scheme "seeds") or constant
-    values there is no spread to resample: the interval collapses to (nan, nan) or the mean.
+    With a single resampling unit (one prompt, or one seed for scheme "seeds") the interval
+    is (nan, nan). Constant values (or a bootstrap that collapses to one value) give, for a
+    bounded metric (`bounds`), the score interval of `degenerate_interval`, otherwise the mean.
     """
+    ci = _bootstrap_ci(values, scheme, confidence, n_resamples, seed)
+    if bounds is not None and not np.isnan(ci.lo) and ci.hi - ci.lo <= 1e-12:
+        lo, hi = degenerate_interval(ci.mean, _as_matrix(values).size, tuple(map(float, bounds)),
+                                     confidence)
+        return CI(ci.mean, lo, hi)
+    return ci
+
+
+def _bootstrap_ci(values, scheme: Scheme, confidence: float, n_resamples: int, seed: int) -> CI:
     if scheme not in SCHEMES:
         raise IPGError(f"unknown bootstrap scheme '{scheme}'; allowed: {', '.join(SCHEMES)}")
     if not 0 < confidence < 1:
@@ -90,13 +141,44 @@ def bootstrap_ci(
 
 
 def paired_difference(steered, baseline, scheme: Scheme = "prompts", confidence: float = 0.95,
-                      n_resamples: int = 2000, seed: int = 0) -> CI:
-    """Mean and interval of steered - baseline, paired on the same prompt and seed ([P, S] each)."""
+                      n_resamples: int = 2000, seed: int = 0,
+                      bounds: tuple[float, float] | None = None) -> CI:
+    """Mean and interval of steered - baseline, paired on the same prompt and seed ([P, S] each).
+    bounds: those of the difference, (-1, 1) for proportions (no zero-width interval then)."""
     a, b = _as_matrix(steered), _as_matrix(baseline)
     if a.shape != b.shape:
         raise IPGError(f"paired difference needs the same prompts and seeds: shapes {a.shape} "
                        f"and {b.shape} differ")
-    return bootstrap_ci(a - b, scheme, confidence, n_resamples, seed)
+    return bootstrap_ci(a - b, scheme, confidence, n_resamples, seed, bounds)
+
+
+def sign_flip_pvalue(diffs, n_resamples: int = 10000, seed: int = 0) -> float:
+    """Two-sided p-value of mean(d) = 0 for paired differences d [n_prompts, n_seeds] (or
+    [n_prompts]): the per-prompt means get random signs (prompts are the exchangeable units);
+    p = (1 + #{|resampled mean| >= |observed mean|}) / (1 + n_resamples). 1.0 for all-zero d."""
+    d = _as_matrix(diffs).mean(1)  # [n_prompts]
+    observed = abs(d.mean())
+    if not np.any(d):
+        return 1.0
+    rng = np.random.default_rng(seed)
+    signs = rng.integers(0, 2, size=(n_resamples, len(d)), dtype=np.int8) * 2 - 1  # [B, P]
+    null = np.abs(signs @ d) / len(d)  # [B]
+    return float((1 + np.count_nonzero(null >= observed - 1e-12)) / (1 + n_resamples))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control), same order as given;
+    NaN entries stay NaN and do not count towards the family size."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if not m:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def jaccard(a: Iterable, b: Iterable) -> float:

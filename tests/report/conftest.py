@@ -1,7 +1,8 @@
 """Fixtures: a SYNTHETIC study laid out like results/ (fabricated numbers, never real results).
 
 `synthetic_study` writes, under tmp_path, the files the workflow writes: trajectories metrics,
-attribution tables (+ JSON), steering summaries with a planted effect (IPG > Act > random),
+attribution tables (+ JSON), steering summaries with a planted effect (IPG > Act > random)
+and their per-prompt rows (common random numbers),
 a temperature control, a length-reward method, deletion curves (selection "deletion", their
 own k grid), cross-model transfer, SAE metrics, an estimator-sensitivity table, a cross-task overlap
 table, Snakemake
@@ -85,6 +86,27 @@ def summary_rows(model, task, gran, method, ks=(2, 8), gammas=(0.0, 0.5, 2.0, 5.
     return frame.assign(model=model, task=task, method=method, granularity=gran, mode="scale")
 
 
+N_PROMPTS, N_SEEDS = 40, 2
+
+
+def prompt_rows(summary: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Per-prompt rows (as run_steering's .parquet) of a summary: 0/1 accuracy per (prompt,
+    seed) from the condition's accuracy with a uniform shared by every condition and method
+    (common random numbers), length and entropy with small independent noise."""
+    shared = np.random.default_rng(12345).random((N_PROMPTS, N_SEEDS))
+    rng = np.random.default_rng(seed)
+    p, s = np.meshgrid(np.arange(N_PROMPTS), np.arange(N_SEEDS), indexing="ij")
+    parts = []
+    for _, c in summary.iterrows():
+        parts.append(pd.DataFrame(dict(
+            condition=c["condition"], selection=c["selection"], k=int(c["k"]), gamma=float(c["gamma"]),
+            mode="scale", temperature=float(c["temperature"]), seed=s.ravel(), prompt_id=p.ravel(),
+            accuracy=(shared < c["accuracy"]).astype(float).ravel(),
+            length=c["length"] + rng.normal(0, 3, p.size), entropy=c["entropy"] + rng.normal(0, 0.02, p.size),
+            truncated=0.0, n_units=int(c["k"]), n_samples=1)))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
@@ -102,7 +124,9 @@ def synthetic_study(tmp_path) -> Path:
         write_attribution(root, m, t, g, meth, seed=i)
         out = res / "intervention" / m / t / g / f"{meth}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
-        summary_rows(m, t, g, meth, control=meth == "ipg").to_csv(out, index=False)
+        summary = summary_rows(m, t, g, meth, control=meth == "ipg")
+        summary.to_csv(out, index=False)
+        prompt_rows(summary, seed=i).to_parquet(out.with_suffix(".parquet"))
         tsv = root / "benchmarks" / "attribute" / m / t / g / f"{meth}.tsv"
         tsv.parent.mkdir(parents=True, exist_ok=True)
         tsv.write_text("s\th:m:s\tmax_rss\n%.2f\t0:00:01\t400.0\n" % (1 + i % 5))
@@ -153,4 +177,5 @@ def minimal_study(tmp_path) -> Path:
     out = res / "intervention" / "m" / "t" / "neurons" / "ipg_length.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
+    prompt_rows(frame, seed=0).to_parquet(out.with_suffix(".parquet"))
     return root

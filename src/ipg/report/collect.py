@@ -6,6 +6,8 @@ piece gives an empty frame with the documented columns:
 - results/metrics/trajectories.json            -> `trajectories` (model, task, seed, metrics...)
 - results/attribution/{m}/{t}/{g}/{method}.json -> `attributions` (kind, reward, completeness...)
 - results/intervention/{m}/{t}/{g}/{method}.csv -> `steering` (one row per condition)
+- results/intervention/{m}/{t}/{g}/{method}.parquet -> `steering_rows` (one row per condition x
+  seed x prompt: the per-prompt rows the paired verdicts use; read where its .csv is allowed)
 - results/transfer/{s}__to__{d}/{t}/{g}/{method}.csv -> `transfer` (+ source, target)
 - results/sae/{m}/metrics.json                  -> `sae` (model, layer, fvu, dead_fraction, ...)
 - results/sensitivity/{m}/{t}/{g}.csv           -> `sensitivity` (one row per IPG estimator variant)
@@ -51,6 +53,7 @@ class Study:
     walltimes: pd.DataFrame
     sensitivity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SENSITIVITY_COLUMNS))
     cross_task: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROSS_TASK_COLUMNS))
+    steering_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEERING_KEYS))
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,6 +143,24 @@ def load_steering(results: Path, attributions: pd.DataFrame,
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=STEERING_KEYS + ["condition", "selection", "k", "gamma", "accuracy"])
     return _with_kinds(frame, attributions)
+
+
+def load_steering_rows(results: Path, attributions: pd.DataFrame,
+                       allowed: set[Path] | None = None) -> pd.DataFrame:
+    """The per-prompt steering rows (each job's .parquet beside its summary .csv), labelled
+    with model, task, granularity, method, kind and reward; empty if no job wrote any."""
+    parts = []
+    for csv in _found(results / "intervention", "*/*/*/*.csv", allowed):
+        path = csv.with_suffix(".parquet")
+        if not path.exists():
+            continue
+        frame = pd.read_parquet(path)
+        for key, value in zip(STEERING_KEYS, [*path.parts[-4:-1], path.stem]):
+            frame[key] = value
+        parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=STEERING_KEYS + ["kind", "reward"])
+    return _with_kinds(pd.concat(parts, ignore_index=True), attributions)
 
 
 def load_transfer(results: Path, attributions: pd.DataFrame,
@@ -239,6 +260,7 @@ def collect(results_dir: str | Path, reports_dir: str | Path = L.DEFAULT_REPORTS
         trajectories=load_trajectories(results),
         attributions=attributions,
         steering=load_steering(results, attributions, allowed),
+        steering_rows=load_steering_rows(results, attributions, allowed),
         transfer=load_transfer(results, attributions, allowed),
         sae=load_sae(results),
         bench=load_bench(Path(bench_csv) if bench_csv else Path(reports_dir) / "bench" / "attribution.csv"),

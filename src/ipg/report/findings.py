@@ -1,4 +1,7 @@
-"""The findings table: does IPG's selection beat the controls, decided by confidence intervals.
+"""Per-condition comparisons by CI overlap, on the summary CSVs (the report's findings now come
+from the paired per-prompt verdicts of ipg.report.verdicts; this module keeps the steering ks
+lookup (`configured_ks`, `reference_k`) the figures use, the entropy-matched control curve,
+and the overlap view for summary-only results).
 
 For every model x task x granularity and every steered IPG method with the accuracy reward,
 with its top-k (signed) set at every steered k (no k or gamma is picked after the fact):

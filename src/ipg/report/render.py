@@ -1,7 +1,9 @@
 """`make_report`: the study's report — reports/report.md, reports/figures/*.png, reports/tables/*.csv.
 
-report.md opens with a headline (how often IPG's selection beat Act's and random sets'),
-then the findings table (ipg.report.findings), every figure with a caption saying what to look
+report.md opens with a headline (the confirmatory families of paired verdicts: where IPG's
+selection wins, loses, ties or the study cannot tell, with effect sizes and CIs), then the design
+table (achieved precision per model), the findings table (ipg.report.verdicts: confirmatory, then
+exploratory rows), every figure with a caption saying what to look
 for (a figure whose inputs are absent is skipped with a note), the tables, and the config hash.
 """
 from __future__ import annotations
@@ -19,7 +21,9 @@ from ipg.report import figures_sensitivity as fsens
 from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
 from ipg.report.collect import Study, collect
-from ipg.report.findings import build_findings, configured_ks, headline, reference_k
+from ipg.report.findings import configured_ks, reference_k
+from ipg.report.verdicts import COLUMNS as VERDICT_COLUMNS
+from ipg.report.verdicts import build_verdicts, design_table, headline, settings
 
 # name -> (title, caption): the same text as workflow/report/figures.rst (tests check the names)
 CAPTIONS = {
@@ -130,27 +134,56 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
 def _findings_view(findings: pd.DataFrame) -> pd.DataFrame:
     def ci(v, lo, hi):
         return "" if pd.isna(v) else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" if not pd.isna(lo) else f"{v:+.3f}"
-    view = findings[["model", "task", "granularity", "ipg_method", "question", "versus", "k", "gamma"]].copy()
-    view["IPG (95% CI)"] = [ci(*r) for r in findings[["ipg", "ipg_lo", "ipg_hi"]].itertuples(index=False)]
-    view["other (95% CI)"] = [ci(*r) for r in findings[["other", "other_lo", "other_hi"]].itertuples(index=False)]
-    view["verdict"] = findings["verdict"]
+    view = findings[["model", "task", "granularity", "family", "ipg_method", "versus", "k", "gamma",
+                     "metric"]].copy()
+    view["IPG"], view["control"] = findings["ipg"], findings["other"]
+    view["IPG - control (95% CI)"] = [ci(*r) for r in findings[["diff", "diff_lo", "diff_hi"]].itertuples(index=False)]
+    view["half-width"], view["p (Holm)"] = findings["half_width"], findings["p_holm"]
+    view["verdict"], view["note"] = findings["verdict"], findings["note"]
     return view
+
+
+def _findings_section(findings: pd.DataFrame, design: pd.DataFrame, config: dict | None) -> list[str]:
+    s = settings(config)
+    conf = findings[findings["section"] == "confirmatory"]
+    expl = findings[findings["section"] == "exploratory"]
+    return [
+        "## Findings", "",
+        "Each row is a paired comparison on the same held-out prompts, seeds and sampler stream: "
+        "per prompt and seed the difference IPG - control of the metric (accuracy; token length "
+        "for the length rows), its mean and 95% CI (bootstrap over prompts, then seeds within "
+        "prompts; a score interval where the bootstrap degenerates), the achieved half-width, and a "
+        "sign-flip p-value, Holm-adjusted within the row's pre-registered family. The random control "
+        "is the per-prompt mean over its draws. Verdicts: *IPG better* / *IPG worse* (adjusted "
+        f"p < {s['alpha']:g} and the CI excludes 0, in the predicted direction: a larger drop for "
+        "ablation, a larger gain for enhancement, longer / shorter for length), *equivalent* (CI "
+        f"inside +-{s['equivalence_margin']:g} accuracy, +-{s['length_margin']:g} tokens), "
+        "*inconclusive*; *excluded: degenerate* when both arms are degenerate (accuracy < "
+        f"{s['degenerate_accuracy']:g} or more than {s['degenerate_truncated']:.0%} of outputs "
+        "truncated). Families: " + ", ".join(s["families"]) + ". Confirmatory grid: gamma in "
+        + ", ".join(f"{g:g}" for g in s["confirmatory_gammas"]) + " at the configured steering ks; "
+        "everything else is exploratory (effect and CI, no test). CSV: `tables/findings.csv`.", "",
+        "### Design: achieved precision", "",
+        f"Median 95% half-width of each cell's confirmatory accuracy rows (target <= "
+        f"{s['target_half_width']:g}) and the effect detectable with 80% power at Holm's first "
+        "step in the largest family; cells above the target are smoke tests (no claim).", "",
+        md_table(design) if len(design) else "_No paired comparison._", "",
+        "### Confirmatory comparisons", "", md_table(_findings_view(conf)) if len(conf) else "_(no rows)_", "",
+        "### Exploratory comparisons (no verdicts)", "",
+        md_table(_findings_view(expl)) if len(expl) else "_(no rows)_", ""]
 
 
 def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: dict,
                     config: dict | None, reports_dir: Path) -> str:
+    """report.md's text; `findings` = ipg.report.verdicts.build_verdicts' table."""
     from ipg.config import config_hash
 
+    design = design_table(findings, config)
     lines = ["# Integrated Policy Gradient: study report", "",
              f"_Generated {_dt.date.today().isoformat()}; config hash "
              f"`{config_hash(config) if config else 'n/a (no config given)'}`._", "",
-             "## Headline", "", headline(findings), "",
-             "## Findings", "",
-             "Each row compares IPG's top-k (signed, accuracy reward) with a control on the paired "
-             "difference to the unsteered model (d_accuracy; d_length for the length rows). Verdicts "
-             "come from 95% CI overlap: overlapping intervals are reported as *not distinguishable*. "
-             "Every comparison is listed; `no data` means the control or condition was not run. "
-             "CSV: `tables/findings.csv`.", "", md_table(_findings_view(findings)), "", "## Figures", ""]
+             "## Headline", "", headline(findings, config, design), "",
+             *_findings_section(findings, design, config), "## Figures", ""]
     for name, result in figures.items():
         title, caption = CAPTIONS[name]
         lines.append(f"### {title}")
@@ -189,7 +222,9 @@ def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir
     reports = Path(reports_dir)
     study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs, benchmark_files)
     config = dict(config) if config else None
-    findings = build_findings(study.steering, config)
+    findings = (build_verdicts(study.steering_rows, config,
+                               ks_for=lambda m, g: configured_ks(config, m, g))
+                if len(study.steering_rows) else pd.DataFrame(columns=VERDICT_COLUMNS))
     (reports / "tables").mkdir(parents=True, exist_ok=True)
     findings.to_csv(reports / "tables" / "findings.csv", index=False)
     tabs = tables(study)
