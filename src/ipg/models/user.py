@@ -26,7 +26,7 @@ from ipg.models.hub import build_hub_model
 
 ENV = "IPG_USER_ENTRIES"
 FROM_CONFIG: set[str] = set()  # names registered from a config (may be re-registered)
-KEYS = {"path", "hub", "revision", "chat_template", "description"}
+KEYS = {"path", "hub", "revision", "cache_dir", "chat_template", "description"}
 
 
 def check_entry(name: str, entry: dict[str, Any]) -> None:
@@ -56,7 +56,7 @@ def _build(out_dir: Path, params: dict[str, Any]) -> None:
         copied = copy_checkpoint(src, out_dir)
         card: dict[str, Any] = {"source": "path", "path": str(src), "files": copied}
     else:
-        build_hub_model(params["hub"], params["revision"])(out_dir, {})
+        build_hub_model(params["hub"], params["revision"])(out_dir, {"cache_dir": params.get("cache_dir")})
         card = {**json.loads((out_dir / "model_card.json").read_text()), "source": "hub"}
     card["sha256"] = {f: file_sha256(out_dir / f) for f in sorted(card["files"]) if f.endswith(".safetensors")}
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,111 @@
+"""Config-defined models (ipg.models.user): a local checkpoint folder or a pinned hub id (here a
+local HF cache, no network) built and loaded under their own name; one-line errors; and the
+whole study DAG (snakemake -n) with a config-only model and task."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ipg.config import validate_config
+from ipg.errors import IPGError
+from ipg.models import MODELS
+from ipg.models.load import build_model, load_model
+from ipg.models.tiny import tiny_random_model
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "my-model"
+    model, tokenizer = tiny_random_model("llama", seed=3)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def config(models, model="mymodel"):
+    return {"study": [{"model": model, "tasks": ["chain_sum"], "granularities": ["neurons"]}],
+            "models": models}
+
+
+def test_local_folder_builds_and_loads_under_its_own_name(folder, tmp_path) -> None:
+    cfg = validate_config(config({"mymodel": {"path": str(folder), "chat_template": False}}))
+    spec = MODELS.get("mymodel")
+    assert spec.chat is False and spec.description == f"from config: {folder}"
+    out = build_model("mymodel", tmp_path / "mymodel", cfg["model_params"]["mymodel"])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["name"] == "mymodel" and card["path"] == str(folder.resolve()) and card["chat"] is False
+    assert card["sha256"]["model.safetensors"] == hashlib.sha256(
+        (folder / "model.safetensors").read_bytes()).hexdigest()
+    model, _ = load_model(out, device="cpu")
+    original, _ = tiny_random_model("llama", seed=3)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(model(ids).logits, original(ids).logits)
+
+
+def test_hub_id_from_a_local_cache(folder, tmp_path) -> None:
+    """hub: org/name@revision is fetched by snapshot_download from the HF cache layout (offline)."""
+    snap = tmp_path / "cache" / "models--org--tiny" / "snapshots" / SHA
+    snap.mkdir(parents=True)
+    for f in folder.iterdir():
+        (snap / f.name).write_bytes(f.read_bytes())
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text(SHA)
+    entry = {"hub": "org/tiny", "revision": SHA, "cache_dir": str(tmp_path / "cache")}
+    cfg = validate_config(config({"hubmodel": entry}, "hubmodel"))
+    out = build_model("hubmodel", tmp_path / "hubmodel", cfg["model_params"]["hubmodel"])
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["repo_id"] == "org/tiny" and card["revision"] == SHA and card["snapshot"] == SHA
+    assert MODELS.get("hubmodel").from_hub
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "/nowhere"}, r"models.mymodel.path: /nowhere has no config.json"),
+    ({"hub": "org/x"}, r"hub model 'org/x' needs revision"),
+    ({}, r"exactly one of path"),
+    ({"path": "x", "trust_remote_code": True}, r"unknown key\(s\) \['trust_remote_code'\]"),
+])
+def test_bad_entries_are_one_line(entry, message) -> None:
+    with pytest.raises(IPGError, match=message) as err:
+        validate_config(config({"mymodel": entry}))
+    assert "\n" not in str(err.value)
+
+
+def test_builtin_name_is_refused(folder) -> None:
+    with pytest.raises(IPGError, match="'tiny-qwen2' is a built-in model"):
+        validate_config(config({"tiny-qwen2": {"path": str(folder)}}, "tiny-qwen2"))
+
+
+def test_study_dag_with_config_only_model_and_task(folder, tmp_path) -> None:
+    """snakemake -n plans build_model / prepare_task / ... under the config's own names."""
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"q": f"{i} + {i} = ?", "a": str(2 * i)}) + "\n" for i in range(20)))
+    cfg = {
+        "models": {"mymodel": {"path": str(folder), "chat_template": True}},
+        "tasks": {"mytask": {"file": str(data), "question_field": "q", "answer_field": "a",
+                             "grader": "numeric", "prompt_template": "{question} Answer in \\boxed{}."}},
+        "data": {"n_attribution": 2, "n_heldout": 2},
+        "study": [{"model": "mymodel", "tasks": ["mytask"], "granularities": ["neurons"]}],
+    }
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    env.pop("IPG_USER_ENTRIES", None)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                          str(tmp_path / "work"), "--configfile", str(path), "-n", "--cores", "1"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "results/models/mymodel" in out and "data/prepared/mytask.parquet" in out
+    assert "results/trajectories/mymodel/mytask/" in out
