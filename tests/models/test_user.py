@@ -23,6 +23,21 @@ ROOT = Path(__file__).resolve().parents[2]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
+@pytest.fixture(autouse=True)
+def _restore_registries(monkeypatch):
+    """Config entries register into the process-wide registries: undo that after each test."""
+    from ipg.models import MODELS as _models
+    from ipg.tasks import TASKS as _tasks
+
+    saved = dict(_models._items), dict(_tasks._items)
+    monkeypatch.delenv("IPG_USER_ENTRIES", raising=False)
+    yield
+    os.environ.pop("IPG_USER_ENTRIES", None)
+    for registry, items in zip((_models, _tasks), saved):
+        registry._items.clear()
+        registry._items.update(items)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "my-model"

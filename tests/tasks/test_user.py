@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -14,6 +15,21 @@ from ipg.tasks import TASKS
 from ipg.tasks.prepare import prepare_task
 
 ROWS = [{"q": f"What is {i} + {i}?", "a": str(2 * i)} for i in range(1, 11)]
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries(monkeypatch):
+    """Config entries register into the process-wide registries: undo that after each test."""
+    from ipg.models import MODELS as _models
+    from ipg.tasks import TASKS as _tasks
+
+    saved = dict(_models._items), dict(_tasks._items)
+    monkeypatch.delenv("IPG_USER_ENTRIES", raising=False)
+    yield
+    os.environ.pop("IPG_USER_ENTRIES", None)
+    for registry, items in zip((_models, _tasks), saved):
+        registry._items.clear()
+        registry._items.update(items)
 
 
 @pytest.fixture()
