@@ -100,8 +100,10 @@ def test_builtin_name_is_refused(folder) -> None:
         validate_config(config({"tiny-qwen2": {"path": str(folder)}}, "tiny-qwen2"))
 
 
-def test_study_dag_with_config_only_model_and_task(folder, tmp_path) -> None:
-    """snakemake -n plans build_model / prepare_task / ... under the config's own names."""
+def study_config(folder: Path, tmp_path: Path) -> Path:
+    """A tiny study of a config-only model folder and JSONL task (no registered names)."""
+    import yaml
+
     data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps({"q": f"{i} + {i} = ?", "a": str(2 * i)}) + "\n" for i in range(20)))
     cfg = {
@@ -109,18 +111,52 @@ def test_study_dag_with_config_only_model_and_task(folder, tmp_path) -> None:
         "tasks": {"mytask": {"file": str(data), "question_field": "q", "answer_field": "a",
                              "grader": "numeric", "prompt_template": "{question} Answer in \\boxed{}."}},
         "data": {"n_attribution": 2, "n_heldout": 2},
+        "sampling": {"samples_per_prompt": 4, "max_new_tokens": 8, "prompts_per_batch": 4, "seeds": [0]},
+        "attribution": {"methods": {"ipg_length": {"kind": "ipg", "reward": "length", "m": 4}}},
+        "steering": {"methods": ["ipg_length"], "ks": {"neurons": [2]}, "deletion_ks": {"neurons": []},
+                     "gammas": [0.0], "samples_per_prompt": 2, "control_method": "ipg_length"},
         "study": [{"model": "mymodel", "tasks": ["mytask"], "granularities": ["neurons"]}],
     }
-    import yaml
-
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    return path
+
+
+def snakemake(config: Path, workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src"),
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
     env.pop("IPG_USER_ENTRIES", None)
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                          str(tmp_path / "work"), "--configfile", str(path), "-n", "--cores", "1"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                           str(workdir), "--configfile", str(config), "--cores", "1", *args],
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def test_study_dag_with_config_only_model_and_task(folder, tmp_path) -> None:
+    """snakemake -n plans build_model / prepare_task / ... under the config's own names."""
+    run = snakemake(study_config(folder, tmp_path), tmp_path / "work", "-n")
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
-    assert "results/models/mymodel" in out and "data/prepared/mytask.parquet" in out
-    assert "results/trajectories/mymodel/mytask/" in out
+    for target in ("results/models/mymodel", "data/prepared/mytask.parquet",
+                   "results/trajectories/mymodel/mytask/0.parquet",
+                   "results/attribution/mymodel/mytask/neurons/ipg_length.parquet",
+                   "results/intervention/mymodel/mytask/neurons/ipg_length.csv"):
+        assert target in out, target
+
+
+@pytest.mark.slow
+def test_study_runs_with_config_only_model_and_task(folder, tmp_path) -> None:
+    """The whole tiny study runs; outputs carry the config's names and provenance."""
+    import pandas as pd
+
+    work = tmp_path / "work"
+    run = snakemake(study_config(folder, tmp_path), work, timeout=1800)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    card = json.loads((work / "results/models/mymodel/model_card.json").read_text())
+    assert card["name"] == "mymodel" and card["path"] == str(folder.resolve())
+    prepared = pd.read_parquet(work / "data/prepared/mytask.parquet")
+    assert set(prepared["task"]) == {"mytask"} and prepared["prompt"].str.endswith("Answer in \\boxed{}.").all()
+    traj = pd.read_parquet(work / "results/trajectories/mymodel/mytask/0.parquet")
+    assert len(traj) == 2 * 4 and set(traj["prompt_id"]) <= set(prepared["prompt_id"])
+    scores = pd.read_parquet(work / "results/attribution/mymodel/mytask/neurons/ipg_length.parquet")
+    assert len(scores) > 0
+    assert (work / "results/intervention/mymodel/mytask/neurons/ipg_length.csv").is_file()
