@@ -40,17 +40,30 @@ EditFn = Callable[["Tensor"], "Tensor | None"]  # hooked x -> replacement (None:
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a Qwen2/Llama-style causal LM (model.model.layers)."""
+    """The decoder blocks of a supported causal LM (ipg.models.architecture's table: Llama,
+    Qwen2/3, Mistral, Gemma, Phi-3, GPT-2, GPT-NeoX)."""
     from torch import nn
 
-    for owner in (getattr(model, "model", None), model):
-        layers = getattr(owner, "layers", None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
-    raise IPGError(
-        f"{type(model).__name__} has no model.layers: components need a transformers "
-        "Qwen2/Llama-style causal LM"
-    )
+    from ipg.models.architecture import architecture, submodule
+
+    layers = submodule(model, architecture(model).blocks)
+    if not isinstance(layers, nn.ModuleList):
+        raise IPGError(f"{type(model).__name__}.{architecture(model).blocks} is not a ModuleList of "
+                       "decoder blocks")
+    return layers
+
+
+def _part(gran: "Granularity", layer: int, which: str) -> nn.Module:
+    """Block `layer`'s submodule named by the architecture table field `which`."""
+    from ipg.models.architecture import architecture, submodule
+
+    return submodule(gran.blocks[layer], getattr(architecture(gran.model), which))
+
+
+def _width(module: nn.Module) -> int:
+    from ipg.models.architecture import in_features
+
+    return in_features(module)
 
 
 class Granularity:
@@ -140,10 +153,10 @@ class Neurons(Granularity):
     name, hook = "neurons", "pre"
 
     def module(self, layer: int) -> nn.Module:
-        return self.blocks[layer].mlp.down_proj
+        return _part(self, layer, "down_proj")
 
     def unit_shape(self, layer: int) -> tuple[int, int]:
-        return self.module(layer).in_features, 1
+        return _width(self.module(layer)), 1
 
     def unit_id(self, layer: int, index: int) -> str:
         return f"L{layer}.mlp.n{index}"
@@ -154,12 +167,12 @@ class Neurons(Granularity):
     def bypass(self, layer: int):
         """A SwiGLU MLP, down_proj(act(gate_proj(x)) * up_proj(x)), as down_proj(placeholder):
         gate_proj, up_proj and the activation (2/3 of the MLP's FLOPs) are skipped."""
-        mlp, down = self.blocks[layer].mlp, self.module(layer)
+        mlp, down = _part(self, layer, "mlp"), self.module(layer)
         if not all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "act_fn")):
             return []  # another MLP layout: it may do more than feed down_proj
 
         def forward(x: Tensor) -> Tensor:
-            return down(_placeholder(x, down.in_features))
+            return down(_placeholder(x, _width(down)))
 
         return [(mlp, forward)]
 
@@ -171,11 +184,11 @@ class Heads(Granularity):
     name, hook = "heads", "pre"
 
     def module(self, layer: int) -> nn.Module:
-        return self.blocks[layer].self_attn.o_proj
+        return _part(self, layer, "o_proj")
 
     def unit_shape(self, layer: int) -> tuple[int, int]:
         n_heads = int(self.model.config.num_attention_heads)
-        return n_heads, self.module(layer).in_features // n_heads
+        return n_heads, _width(self.module(layer)) // n_heads
 
     def unit_id(self, layer: int, index: int) -> str:
         return f"L{layer}.attn.h{index}"
@@ -186,10 +199,11 @@ class Heads(Granularity):
     def bypass(self, layer: int):
         """Self-attention as o_proj(placeholder): q/k/v, rotary, cache and attention skipped
         (the cache the engine gives a path forward is stateless, surrogate.py)."""
-        attn, o_proj = self.blocks[layer].self_attn, self.module(layer)
+        attn, o_proj = _part(self, layer, "attn"), self.module(layer)
+        width = _width(o_proj)
 
         def forward(hidden_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
-            return o_proj(_placeholder(hidden_states, o_proj.in_features)), None
+            return o_proj(_placeholder(hidden_states, width)), None
 
         return [(attn, forward)]
 
@@ -335,7 +349,10 @@ def edit_activations(gran: Granularity, fns: dict[int, EditFn],
 
     skip_producer: the fns replace x without reading its values, so the module that computes
     x is bypassed where the granularity has one (Granularity.bypass; x is then a placeholder)."""
+    from ipg.models.architecture import architecture
+
     handles = []
+    skip_producer = skip_producer and architecture(gran.model).bypass
     bypassed = [pair for layer in fns for pair in (gran.bypass(layer) if skip_producer else [])]
     try:
         for layer, fn in fns.items():

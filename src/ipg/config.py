@@ -42,6 +42,7 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None
     if errors:
         raise IPGError(one_line(errors[0]))
     check_results_dir(config["results_dir"])
+    register_user_entries(config)
     check_names(config)
     check_steering(config)
     check_sensitivity(config)
@@ -69,6 +70,23 @@ def check_results_dir(results_dir: str) -> None:
     raise IPGError(f"config error at results_dir: {results_dir!r} is outside the project "
                    f"(absolute, empty or escaping with '..'); use a relative path such as "
                    f"'results', or list the folder in ${ALLOWED_DIRS_ENV}")
+
+
+def register_user_entries(config: dict[str, Any]) -> None:
+    """The config's own models: and tasks: entries (ipg.models.user, ipg.tasks.user): checked
+    (one-line errors), registered under their names, used as their params (so a changed entry
+    reruns its rules), and passed to rule scripts in $IPG_USER_ENTRIES."""
+    from ipg.models import user as user_models
+    from ipg.tasks import user as user_tasks
+
+    for section, module, params in (("models", user_models, config["model_params"]),
+                                    ("tasks", user_tasks, config["data"]["task_params"])):
+        for name, entry in config[section].items():
+            module.check_entry(name, entry)
+            module.register(name, entry)
+            params[name] = {**entry, **params.get(name, {})}
+    if config["models"] or config["tasks"]:
+        os.environ[user_models.ENV] = json.dumps({"models": config["models"], "tasks": config["tasks"]})
 
 
 def check_tasks(tasks: list[str], where: str) -> None:

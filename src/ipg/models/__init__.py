@@ -14,7 +14,7 @@ from ipg.registry import Registry
 MODELS: Registry[ModelSpec] = Registry("model")
 
 for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name not in {"base", "load"} and not _mod.name.startswith("_"):
+    if _mod.name not in {"base", "load", "architecture"} and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 

@@ -202,3 +202,24 @@ CHOICE_PROMPT = (
     "{question}\n\nPlease reason step by step, and put the letter of your final answer "
     "(A, B, C or D) within \\boxed{}."
 )
+
+
+def grade_numeric(pred: str | None, gold: str) -> bool:
+    """Both parse as numbers ("1,250" included) and agree to 1e-6 relative."""
+    if pred is None:
+        return False
+    p, g = _as_float(_clean(str(pred))), _as_float(_clean(str(gold)))
+    return p is not None and g is not None and abs(p - g) <= 1e-6 * max(1.0, abs(g))
+
+
+def _extract_exact(completion: Any) -> str | None:
+    return extract_final_answer(completion, number_fallback=False)
+
+
+# name -> (extract_answer, grade, answer_kind): the graders a config task entry can name
+GRADERS: dict[str, tuple[Any, Any, str]] = {
+    "numeric": (extract_final_answer, grade_numeric, "math"),
+    "math-verify": (extract_final_answer, grade_math, "math"),
+    "exact": (_extract_exact, grade_exact, "exact"),
+    "multiple_choice": (extract_choice, grade_choice, "choice"),
+}
