@@ -129,6 +129,26 @@ def _(ctx):
 
 # -- the torch device ----------------------------------------------------------------------------------
 
+@case("make study: --configfile names a missing file")
+def _(ctx):
+    from ipg.preflight import check_configfiles
+
+    missing = str(ctx.tmp / "missing.yaml")
+    return lambda: check_configfiles(["--configfile", missing]), [missing, "no such file"], \
+        "give an existing config"
+
+
+@case("make study: a target after --configfile")
+def _(ctx):
+    from ipg.preflight import check_configfiles
+
+    config = ctx.tmp / "test.yaml"
+    config.write_text("seed: 0\n")  # snakemake took the target for a second config file
+    return lambda: check_configfiles(["--configfile", str(config), "results/models/tiny-qwen2"]), \
+        ["--configfile results/models/tiny-qwen2", "not a .yaml/.json config"], \
+        "put targets before --configfile"
+
+
 @case("IPG_DEVICE: not a device name")
 def _(ctx):
     from ipg.models.load import load_model
