@@ -30,8 +30,9 @@ PARAM_SECTIONS = ("params", "config", "versions")
 # a job's own wall time, first match wins (ipg.attribution: wall_seconds; steering: seconds)
 SECONDS_KEYS = ("wall_seconds", "seconds", "timing.seconds", "elapsed_seconds")
 # the steered outcomes logged per condition, and the columns a steering summary CSV must hold
-OUTCOMES = ("accuracy", "length", "entropy", "d_accuracy", "d_accuracy_lo", "d_accuracy_hi",
-            "d_length", "d_length_lo", "d_length_hi", "d_entropy", "d_entropy_lo", "d_entropy_hi")
+OUTCOMES = ("accuracy", "accuracy_lo", "accuracy_hi", "length", "entropy",
+            "d_accuracy", "d_accuracy_lo", "d_accuracy_hi", "d_length", "d_length_lo",
+            "d_length_hi", "d_entropy", "d_entropy_lo", "d_entropy_hi")
 STEERING_COLUMNS = ("condition", "accuracy", "d_accuracy")
 # report figure (reports/figures/<name>.png) -> the stage run it is attached to
 FIGURE_STAGES = {
