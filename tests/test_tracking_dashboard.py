@@ -254,8 +254,9 @@ def test_browser_sees_steering_outcomes(dash, server):
     c = client(uri)
     exp = c.get_experiment_by_name(EXP).experiment_id
     (steer,) = c.search_runs([exp], "tags.stage = 'intervention' and tags.`ipg.level` = 'output'")
-    home = page_text(browser, f"{server.url}/#/experiments/{exp}")
-    assert EXP in home and "trajectories" in home  # the study run and a stage run are listed
+    home = page_text(browser, tracking.runs_url(server.url, exp))
+    assert "matching runs" in home and f">{EXP}<" in home  # the runs table, the study run listed
+    assert "No data available for the selected time range" not in home  # not the GenAI overview
     run_page = page_text(browser, f"{server.url}/#/experiments/{exp}/runs/{steer.info.run_id}")
     value = steer.data.metrics["ipg/k2/gamma0.0/d_accuracy"]
     assert "ipg/k2/gamma0.0/d_accuracy" in run_page

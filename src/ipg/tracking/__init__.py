@@ -27,7 +27,7 @@ from ipg.tracking.ingestion import (
     run_identity,
     split_metrics,
 )
-from ipg.tracking.server import UIServer, port_is_free, ui
+from ipg.tracking.server import UIServer, port_is_free, runs_url, ui
 from ipg.tracking.store import (
     ARTIFACTS_DIR,
     DB_NAME,
@@ -47,5 +47,5 @@ __all__ = [
     "RUN_KEY_TAG", "SOURCE_HASH_TAG", "UIServer", "artifact_root", "check_store", "db_path",
     "flatten_params", "ingest", "ingest_to_file", "init_store", "init_to_file", "port_is_free",
     "run_identity", "split_metrics", "tracking_uri", "ui", "EXPERIMENT_KIND", "LEVEL_TAG",
-    "steering_outcomes", "study_uri",
+    "steering_outcomes", "study_uri", "runs_url",
 ]
