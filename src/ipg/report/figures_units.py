@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ipg.report.plotting import facets, grid, save
+from ipg.report.plotting import annot_fontsize, facets, grid, save
 from ipg.statistics import expected_random_jaccard, jaccard
 
 FLOOR = 1e-9  # completeness residuals of exactly 0 are drawn here on the log axis
@@ -71,8 +71,10 @@ def unit_layers(sets: pd.DataFrame, path: Path, k=None) -> Path | str:
         table = sub.pivot(index="method", columns="layer", values="fraction")
         table = table.reindex(columns=range(int(info.loc[(m, g), "n_layers"]))).fillna(0.0)
         n_layers = table.shape[1]
-        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=n_layers <= 8,
-                    fmt=".2f", annot_kws={"fontsize": 8}, cbar_kws={"label": "fraction of top-k"},
+        percent = (100 * table).round().astype(int).astype(str)  # every cell numbered, in %
+        sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=percent.to_numpy(),
+                    fmt="", annot_kws={"fontsize": annot_fontsize(n_layers, 7.0 if wide else 4.6, 3)},
+                    cbar_kws={"label": "fraction of top-k (cells: %)"},
                     xticklabels=max(1, n_layers // 10))
         ax.set_xlabel("layer")
         ax.set_ylabel("")  # method names label the rows; a label would hit the colour bar to the left
@@ -129,9 +131,9 @@ def jaccard_methods(sets: pd.DataFrame, path: Path, k=None) -> Path | str:
         names = list(sub.index)
         mat = pd.DataFrame([[jaccard(sub.loc[a, "units"], sub.loc[b, "units"]) for b in names]
                             for a in names], index=names, columns=names)
-        sns.heatmap(mat, ax=ax, vmin=0, vmax=1, cmap="mako", annot=len(names) <= 8, fmt=".2f",
-                    annot_kws={"fontsize": 9}, cbar_kws={"label": "Jaccard", "shrink": 0.8},
-                    square=True)
+        sns.heatmap(mat, ax=ax, vmin=0, vmax=1, cmap="mako", annot=True, fmt=".2f",
+                    annot_kws={"fontsize": annot_fontsize(len(names), side + 1.0, 4)},
+                    cbar_kws={"label": "Jaccard", "shrink": 0.8}, square=True)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(labelsize=8)
