@@ -83,7 +83,13 @@ def _delete_run(client, run) -> None:
     try:
         store._hard_delete_run(run.info.run_id)  # what `mlflow gc` does; private but stable
     except Exception:  # noqa: BLE001 - fall back to MLflow's public soft delete
-        client.delete_run(run.info.run_id)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.delete_run(run.info.run_id)
+        except MlflowException as err:  # already gone (another ingestion removed it)
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
         return
     uri = run.info.artifact_uri or ""
     if uri.startswith("file://"):
