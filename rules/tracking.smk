@@ -1,5 +1,7 @@
 """MLflow tracking: one sqlite store (mlflow.db, artifacts in mlartifacts/) in the working
-directory, experiment "ipg-study" (another config: "ipg-study-{config name}"), one MLflow run per metrics JSON in TRACKED_METRICS.
+directory (or the server in $MLFLOW_TRACKING_URI), experiment "ipg-study" (another config:
+"ipg-study-{config name}"): a study run, nested stage runs, one nested run per metrics JSON in
+TRACKED_METRICS, the report's figures on the stage runs.
 
 sqlite has one writer: `init_tracking` creates the store before any job that touches it (such
 a job takes TRACKING_STORE as an input), and a single local job ingests every file.
@@ -36,6 +38,7 @@ rule ingest_mlflow:
     input:
         metrics=TRACKED_METRICS,
         store=TRACKING_STORE,
+        figures=REPORTS + "/figures",  # attached to the stage runs they belong to
     output:
         L.path(L.TRACKING_INGESTED, RESULTS),
     log:

@@ -116,7 +116,7 @@ def free_port() -> int:
 
 def screenshot(base: str, out: Path, experiment: str, stage: str, width: int, height: int) -> str:
     exp_id = experiment_id(base, experiment)
-    url = f"{base}/#/experiments/{exp_id}/runs"
+    url = f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not shutil.which(chromium):
         fail(f"{chromium} not found; install it (apt-get install chromium) or set CHROMIUM=")

@@ -48,3 +48,46 @@ def test_model_commands_take_a_device(tiny_qwen2_dir, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == ("ipg: error: device 'tpu' is not a known device (allowed: auto, cpu, "
                                  "cuda, cuda:N, mps); pass 'auto', 'cpu' or an available accelerator")
+
+
+def _subcommands():
+    import argparse
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    """Walk the parser: each argument of each subcommand has help text, and each option with a
+    default (not None / False / []) shows it in `ipg COMMAND --help`."""
+    import argparse
+
+    for name, sub in _subcommands().items():
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"ipg {name}: {action.dest} has no help text"
+            shown = action.default is not None and action.default is not False and action.default != []
+            if action.option_strings and shown:
+                assert f"(default: {action.default})" in text or "default" in action.help, (
+                    f"ipg {name} --help does not show the default of {action.option_strings[0]}")
+
+
+def test_list_says_what_each_model_and_task_is_and_whether_it_is_built(tmp_path):
+    from ipg.cli import list_lines
+    from ipg.models import MODELS
+    from ipg.tasks import TASKS
+
+    (tmp_path / "results/models/organism").mkdir(parents=True)
+    (tmp_path / "results/models/organism/config.json").write_text("{}")
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared/chain_sum.parquet").write_bytes(b"")
+    lines = list_lines(tmp_path / "results", tmp_path / "prepared")
+    by_name = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert set(by_name) == set(MODELS.names()) | set(TASKS.names())
+    assert " built " in by_name["organism"] and MODELS.get("organism").description in by_name["organism"]
+    assert "not built" in by_name["organism-distilled"]
+    assert " prepared " in by_name["chain_sum"] and TASKS.get("chain_sum").description in by_name["chain_sum"]
+    assert "not prepared" in by_name["aime2024"]

@@ -50,9 +50,11 @@ def client(uri):
     return MlflowClient(tracking_uri=uri)
 
 
-def all_runs(uri):
+def all_runs(uri, level="output", experiment=EXP):
+    """The experiment's runs of one level (study, stage, output; None: all)."""
     c = client(uri)
-    return c.search_runs([c.get_experiment_by_name(EXP).experiment_id])
+    runs = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
+    return [r for r in runs if level is None or r.data.tags.get(tracking.LEVEL_TAG) == level]
 
 
 def one_line_error(func, *args, **kwargs) -> str:
@@ -77,6 +79,12 @@ def test_flattening_follows_mlflow_key_and_value_rules():
                                              "t": {"s": 2}, "name": "n", "params": {"p": 1}})
     assert metrics == {"acc": [0.5], "ok": [1.0], "curve": [1.0, 2.0], "t.s": [2.0]}
     assert extra == {"name": "n"}
+    # settings are params even when they are numbers: config.m is not a measurement
+    metrics, extra = tracking.split_metrics({"config": {"m": 16, "quadrature": "gauss_legendre"},
+                                             "versions": {"torch": "2.13.0"}, "wall_seconds": 3.0})
+    assert metrics == {"wall_seconds": [3.0]}
+    assert extra == {"config.m": "16", "config.quadrature": "gauss_legendre",
+                     "versions.torch": "2.13.0"}
 
 
 def test_run_identity_from_the_results_layout(tmp_path):
@@ -193,7 +201,8 @@ def test_ui_serves_the_runs_and_stops_its_whole_process_group(study, tmp_path):
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as resp:
             runs = json.loads(resp.read())["runs"]
-        assert {r["info"]["run_name"] for r in runs} == {"tiny-qwen2/arith/0", "tiny-qwen2/arith/1"}
+        assert {r["info"]["run_name"] for r in runs} == {"tiny-qwen2/arith/0", "tiny-qwen2/arith/1",
+                                                         EXP, "trajectories"}
         assert len(_group_members(server.pgid)) >= 2  # mlflow ui and its uvicorn child
     finally:
         server.stop()

@@ -64,16 +64,35 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _list_args(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--results", default="results",
+                   help="the study's results folder (a model is built under RESULTS/models/NAME)")
+    p.add_argument("--prepared", default="data/prepared",
+                   help="where prepared tasks live (a task is prepared as PREPARED/NAME.parquet)")
 
 
-@command("list", "list registered models and tasks", _list_args)
-def cmd_list(args: argparse.Namespace) -> None:
+def list_lines(results: str | Path = "results", prepared: str | Path = "data/prepared") -> list[str]:
+    """One line per registered model and task: name, whether built / prepared, what it is."""
     from ipg.models import MODELS
     from ipg.tasks import TASKS
 
-    print("models:", ", ".join(MODELS.names()))
-    print("tasks: ", ", ".join(TASKS.names()))
+    width = max(len(n) for n in [*MODELS.names(), *TASKS.names()]) + 2
+    lines = ["models (built: RESULTS/models/NAME holds config.json):"]
+    for name in MODELS.names():
+        spec = MODELS.get(name)
+        built = "built" if (Path(results) / "models" / name / "config.json").is_file() else "not built"
+        lines.append(f"  {name:<{width}} {built:<12} {spec.description}")
+    lines.append("tasks (prepared: PREPARED/NAME.parquet):")
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        ready = "prepared" if (Path(prepared) / f"{name}.parquet").is_file() else "not prepared"
+        lines.append(f"  {name:<{width}} {ready:<12} {task.description}")
+    return lines
+
+
+@command("list", "list registered models and tasks: what each is and whether it is built",
+         _list_args)
+def cmd_list(args: argparse.Namespace) -> None:
+    print("\n".join(list_lines(args.results, args.prepared)))
 
 
 def _prepare_args(p: argparse.ArgumentParser) -> None:
@@ -308,6 +327,45 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'rows.parquet'}, {out / 'summary.csv'}, {out / 'rows.json'}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings
+                or action.default == []):
+            return text
+        return text + " (default: %(default)s)"
+
+
+# help for the options that share a meaning across subcommands (when a command gives none)
+OPTION_HELP = {
+    "task": "a registered task (see `ipg list`)",
+    "n_attribution": "prompts in the attribution split",
+    "n_heldout": "prompts in the held-out (steering) split",
+    "seed": "random seed",
+    "samples_per_prompt": "trajectories sampled per prompt (G)",
+    "temperature": "sampling temperature",
+    "max_new_tokens": "tokens generated per trajectory at most",
+    "selection": "which units: signed (top scores), bottom, or magnitude (|score|)",
+    "ks": "numbers of units to steer",
+    "gammas": "steering factors (0 ablates, <1 suppresses, >1 enhances)",
+    "selections": "unit selections to evaluate (signed, bottom, magnitude)",
+    "seeds": "sampling seeds",
+    "control_temperatures": "temperatures of the sharpening control (none: no control)",
+    "model": "a registered model (see `ipg list`) or a model folder",
+    "n_prompts": "prompts to use",
+    "port": "the port to serve on",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.help is None and action.dest in OPTION_HELP:
+            action.help = OPTION_HELP[action.dest]
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument prints one line (no usage block) and exits with status 2."""
 
@@ -387,8 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ipg", description="Integrated Policy Gradient: attribute and steer reasoning models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_args, func) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=_HelpFormatter)
         add_args(p)
+        _fill_help(p)
         p.set_defaults(func=func)
     return parser
 

@@ -23,13 +23,14 @@ def _ui_args(p: argparse.ArgumentParser) -> None:
 def cmd_ui(args: argparse.Namespace) -> None:
     import signal
 
-    from ipg.tracking import EXPERIMENT, init_store, tracking_uri, ui
+    from ipg.tracking import EXPERIMENT, init_store, runs_url, tracking_uri, ui
 
     uri = tracking_uri(args.root)
-    init_store(uri, EXPERIMENT)
+    experiment_id = init_store(uri, EXPERIMENT)
     server = ui(uri, host=args.host, port=args.port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on kill too
-    print(f"MLflow UI for {uri} on {server.url} (Ctrl-C stops it)", flush=True)
+    print(f"MLflow UI for {uri} on {server.url}; the study's runs: "
+          f"{runs_url(server.url, experiment_id)} (Ctrl-C stops it)", flush=True)
     try:
         server.process.wait()
     except KeyboardInterrupt:

@@ -13,7 +13,8 @@ summary columns (`SUMMARY_COLUMNS`), per variant:
   (scipy.stats.spearmanr over every unit; NaN when either score vector is constant);
 - jaccard_topk: |A n B| / |A u B| of the signed top-k sets (ipg.statistics.jaccard), next
   to chance_jaccard, the expected overlap of two random k-sets of the same units;
-- completeness_residual: |sum_i IPG_i - (Phi(h) - Phi(h'))| / |Phi(h) - Phi(h')| of the run;
+- completeness_residual: the run's pooled residual sum_x |sum_i IPG_ix - delta_x| / sum_x |delta_x|
+  (ipg.attribution.completeness: the study's one figure of merit, the one max_residual bounds);
 - wall_seconds: the attribution's own wall time (model loading excluded);
 - params: the variant's keys that differ from the base (JSON), n_prompts_nonzero_advantage.
 """
@@ -133,7 +134,9 @@ def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.P
         rows.append({"variant": name, "params": _changed(m.get("variant_params") or {}, ref_params),
                      "n_units": len(att.scores), "top_k": int(top_k),
                      **compare(ref.scores, att.scores, int(top_k)),
-                     "completeness_residual": m.get("completeness_residual"),
+                     # the pooled residual, the figure of merit (older files: its own key)
+                     "completeness_residual": m.get("completeness_residual_pooled",
+                                                    m.get("completeness_residual")),
                      "wall_seconds": m.get("wall_seconds"),
                      "n_prompts_nonzero_advantage": m.get("n_prompts_nonzero_advantage"),
                      "samples_per_prompt": m.get("samples_per_prompt")})

@@ -76,7 +76,7 @@ def test_concurrent_ingest_is_safe_and_complete(tmp_path: Path) -> None:
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    from ipg.tracking import EXPERIMENT, RUN_KEY_TAG, init_store, tracking_uri
+    from ipg.tracking import EXPERIMENT, LEVEL_TAG, RUN_KEY_TAG, init_store, tracking_uri
 
     results = tmp_path / "results"
     uri = tracking_uri(tmp_path)
@@ -132,8 +132,9 @@ def test_concurrent_ingest_is_safe_and_complete(tmp_path: Path) -> None:
     assert client.get_experiment_by_name(EXPERIMENT).experiment_id == experiment_id
     runs = client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
     by_key: dict[str, list] = {}
-    for run in runs:
-        by_key.setdefault(run.data.tags[RUN_KEY_TAG], []).append(run)
+    for run in runs:  # the output runs (each ingestion also rebuilds the study / stage runs)
+        if run.data.tags.get(LEVEL_TAG) == "output":
+            by_key.setdefault(run.data.tags[RUN_KEY_TAG], []).append(run)
     expected = {f"stress/p{p}/task/{i}" for p in range(N_PROCESSES) for i in range(FILES_PER_PROCESS)}
     assert set(by_key) == expected
     for key, found in by_key.items():
@@ -155,4 +156,8 @@ def test_concurrent_ingest_is_safe_and_complete(tmp_path: Path) -> None:
 
     again = ingest([f for job in jobs for f in job[2]], uri, results_dir=results)
     assert {v["action"] for v in again.values()} == {"unchanged"}
+    # ... and leaves one study run and one stage run, whatever the parallel writers left
+    runs = client.search_runs([experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000)
+    levels = [r.data.tags.get(LEVEL_TAG) for r in runs]
+    assert levels.count("study") == 1 and levels.count("stage") == 1
     assert time.monotonic() - parallel_start < 60

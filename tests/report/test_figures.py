@@ -131,3 +131,32 @@ def test_pooled_random_draws_are_counted_per_model():
     names = pooled.groupby("model")["method"].unique()
     assert list(names["synthA"]) == ["random (2 draws)"]
     assert list(names["synthB"]) == ["random (1 draw)"]
+
+
+def test_heatmaps_number_every_cell_even_with_many_layers(monkeypatch, tmp_path):
+    """unit_layers on a 28-layer model: one number per (method, layer) cell, in a font that
+    fits the cell (ipg.report.plotting.annot_fontsize), and the numbers are the fractions."""
+    from ipg.report import figures_units
+    from ipg.report.plotting import annot_fontsize
+
+    layers_a = [0, 0, 5, 27]  # 4 top-k units of method a: half in layer 0
+    sets = pd.DataFrame([
+        {"model": "m", "granularity": "neurons", "task": "t", "method": "a", "k": 4,
+         "n_layers": 28, "layers": layers_a},
+        {"model": "m", "granularity": "neurons", "task": "t", "method": "b", "k": 4,
+         "n_layers": 28, "layers": [1, 2, 3, 4]},
+    ])
+    seen = {}
+
+    def keep(fig, path, title, legend_rows=1):
+        ax = fig.axes[0]
+        seen["texts"] = [t.get_text() for t in ax.texts]
+        seen["size"] = ax.texts[0].get_fontsize()
+        return path
+
+    monkeypatch.setattr(figures_units, "save", keep)
+    figures_units.unit_layers(sets, tmp_path / "unit_layers.png")
+    assert len(seen["texts"]) == 2 * 28
+    assert seen["texts"][0] == "50"  # method a, layer 0: 2 of 4 units
+    assert sum(int(t) for t in seen["texts"][:28]) == 100
+    assert 4.0 <= seen["size"] == annot_fontsize(28, 7.0, 3) < 9.0

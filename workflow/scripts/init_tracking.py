@@ -1,11 +1,12 @@
-"""Snakemake script: create the MLflow store and experiment once, before any job touches them."""
+"""Snakemake script: create the MLflow store (or use $MLFLOW_TRACKING_URI's server) and the
+experiment once, before any job touches them."""
 from ipg.scripting import run_script
 
 
 def main(smk):
-    from ipg.tracking import init_to_file, tracking_uri
+    from ipg.tracking import init_to_file, study_uri
 
-    init_to_file(smk.output[0], tracking_uri(smk.params.root), smk.params.experiment)
+    init_to_file(smk.output[0], study_uri(smk.params.root), smk.params.experiment)
 
 
 run_script(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -31,8 +31,9 @@ import pandas as pd
 from ipg import layout as L
 
 ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward",
-                       "completeness_residual", "residual_prompt_median", "residual_pooled",
-                       "phi_delta", "n_prompts_nonzero_advantage", "wall_seconds", "n_units", "path"]
+                       "completeness_residual", "residual_prompt_median",
+                       "residual_of_mean_illconditioned", "max_residual", "phi_delta",
+                       "n_prompts_nonzero_advantage", "wall_seconds", "n_units", "path"]
 STEERING_KEYS = ["model", "task", "granularity", "method"]
 SENSITIVITY_COLUMNS = ["model", "task", "granularity", "variant", "spearman", "jaccard_topk",
                        "completeness_residual", "wall_seconds"]
@@ -97,6 +98,16 @@ def _found(base: Path, pattern: str, allowed: set[Path] | None) -> list[Path]:
     return paths if allowed is None else [p for p in paths if p.resolve() in allowed]
 
 
+def _residual_of_mean(metrics: dict) -> float | None:
+    """The ill-conditioned residual of the mean: its own key, or (files written before the pooled
+    residual became `completeness_residual`) the old `completeness_residual`."""
+    if "completeness_residual_of_mean" in metrics:
+        return metrics["completeness_residual_of_mean"]
+    if "completeness_residual_pooled" in metrics:
+        return metrics.get("completeness_residual")
+    return None
+
+
 def load_attributions(results: Path, allowed: set[Path] | None = None) -> pd.DataFrame:
     rows = []
     for path in _found(results / "attribution", "*/*/*/*.json", allowed):
@@ -106,9 +117,13 @@ def load_attributions(results: Path, allowed: set[Path] | None = None) -> pd.Dat
         rows.append({
             "model": model, "task": task, "granularity": gran, "method": method,
             "kind": method_kind(method, metrics), "reward": method_reward(metrics),
-            "completeness_residual": metrics.get("completeness_residual"),
+            # the figure of merit: the pooled residual (older files: completeness_residual
+            # was the ill-conditioned residual of the mean, so read the pooled key first)
+            "completeness_residual": metrics.get("completeness_residual_pooled",
+                                                 metrics.get("completeness_residual")),
             "residual_prompt_median": metrics.get("completeness_residual_prompt_median"),
-            "residual_pooled": metrics.get("completeness_residual_pooled"),
+            "residual_of_mean_illconditioned": _residual_of_mean(metrics),
+            "max_residual": (metrics.get("config") or {}).get("max_residual"),
             "phi_delta": metrics.get("phi_delta"),
             "n_prompts_nonzero_advantage": metrics.get("n_prompts_nonzero_advantage"),
             "wall_seconds": metrics.get("wall_seconds"), "n_units": metrics.get("n_units"),

@@ -18,7 +18,7 @@ from ipg.report.plotting import facets, save
 
 PANELS = [("spearman", "Spearman rank corr. with the base", False),
           ("jaccard_topk", "Jaccard of the top-k with the base", False),
-          ("completeness_residual", "completeness residual (log)", True),
+          ("completeness_residual", "completeness residual, pooled (log)", True),
           ("wall_seconds", "wall time (s)", False)]
 
 
@@ -52,7 +52,9 @@ def sensitivity_bars(sensitivity: pd.DataFrame, path: Path) -> Path | str:
         ax.barh(sub["variant"], values, color="tab:blue" if not log else "tab:purple")
         if log:
             ax.set_xscale("log")
-            ax.axvline(0.01, color="tab:red", ls="--", lw=1)  # the 1% quadrature target
+            bound = sub["max_residual"].dropna() if "max_residual" in sub else pd.Series(dtype=float)
+            if len(bound):  # the max_residual bound the study's IPG enforces
+                ax.axvline(float(bound.iloc[0]), color="tab:red", ls="--", lw=1)
         elif column in ("spearman", "jaccard_topk"):
             ax.set_xlim(min(0.0, float(np.nanmin(values))) if len(values) else 0.0, 1.0)
         ax.set_xlabel(label.split(" (")[0] if log else label)

@@ -152,3 +152,10 @@ def save(fig, path: Path, title: str, legend_rows: int = 1) -> Path:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def annot_fontsize(n_cols: int, width_in: float, chars: int) -> float:
+    """A font size (pt) that fits `chars` characters in each of `n_cols` heat-map cells across
+    a panel `width_in` inches wide (about three quarters of it is cells), between 4 and 9 pt."""
+    cell_pt = 72.0 * 0.75 * width_in / max(n_cols, 1)
+    return float(max(4.0, min(9.0, cell_pt / (0.62 * max(chars, 1)))))

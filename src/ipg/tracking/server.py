@@ -103,6 +103,13 @@ class UIServer:
         self.stop()
 
 
+def runs_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs table in MLflow 3's UI. `workflowType=machine_learning` picks the
+    "Model training" side: by default MLflow 3 opens every experiment on the GenAI overview
+    (the choice is then kept in the browser's localStorage, key mlflow.workflowType)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         try:

@@ -19,6 +19,16 @@ from typing import Iterator
 from ipg.errors import IPGError
 
 EXPERIMENT = "ipg-study"
+# Experiment tags: MLflow 3 opens an experiment by its kind; "custom_model_development" opens
+# the runs table (an untagged one is inferred and may open the empty GenAI overview).
+EXPERIMENT_KIND = "custom_model_development"
+EXPERIMENT_NOTE = (
+    "Integrated Policy Gradient study. One parent run per study; nested under it one run per "
+    "stage (trajectories, attribution, intervention, ...), and under each stage one run per "
+    "rule output. Steering runs log their steered outcomes per condition "
+    "(`<condition>/accuracy`, `d_accuracy` with `_lo`/`_hi` CI, length, entropy) and the table "
+    "`steering_outcomes.json`; the completeness figure of merit is `completeness_residual` "
+    "(pooled over prompts). Figures hang on the stage runs they belong to.")
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_TIMEOUT_S = 5.0
@@ -30,6 +40,16 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 def tracking_uri(root: str | os.PathLike | None = None) -> str:
     """`sqlite:///<root>/mlflow.db` with an absolute path; root defaults to the working directory."""
     return f"sqlite:///{(Path(root) if root else Path.cwd()).resolve() / DB_NAME}"
+
+
+def study_uri(root: str | os.PathLike | None = None) -> str:
+    """The tracking URI the study writes to: $MLFLOW_TRACKING_URI (e.g. a remote
+    `http://host:5000` server) when set, else the sqlite store under `root`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(root)
+
+
+def is_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite:///")
 
 
 def db_path(uri: str) -> Path:
@@ -62,7 +82,10 @@ def check_store(uri: str, timeout: float = LOCK_TIMEOUT_S) -> None:
     """Fail with one line if the store exists but is locked or is not an MLflow database.
 
     Runs before MLflow opens the file: MLflow would add its tables to any sqlite database.
+    Other URIs (a remote server) are MLflow's to check.
     """
+    if not is_sqlite(uri):
+        return
     db = db_path(uri)
     if not db.exists() or db.stat().st_size == 0:
         return
@@ -98,6 +121,9 @@ def _store_errors(uri: str) -> Iterator[None]:
             text.append(str(cause))
             cause = cause.__cause__ or cause.__context__
         joined = " ".join(text)
+        if not is_sqlite(uri):
+            raise IPGError(f"MLflow tracking server {uri} failed: {joined.splitlines()[0][:300]}; "
+                           f"check that it is running and reachable (MLFLOW_TRACKING_URI)") from err
         db = db_path(uri)
         if "database is locked" in joined:
             raise _locked(db) from err
@@ -117,25 +143,34 @@ def _client(uri: str):
 def init_store(uri: str, experiment: str = EXPERIMENT, timeout: float = LOCK_TIMEOUT_S) -> str:
     """Create the store (if missing) and the experiment (if missing); return the experiment id.
 
-    Idempotent. Run once before any job that touches the store (sqlite has one writer).
+    Idempotent; (re)sets the experiment's kind and note, so the UI opens on the runs table.
+    Run once before any job that touches the store (sqlite has one writer). A remote server
+    (non-sqlite URI) keeps its artifacts where it is configured to.
     """
     check_store(uri, timeout)
-    db_path(uri).parent.mkdir(parents=True, exist_ok=True)
+    if is_sqlite(uri):
+        db_path(uri).parent.mkdir(parents=True, exist_ok=True)
+    tags = {"ipg.study": "Integrated Policy Gradient", "mlflow.experimentKind": EXPERIMENT_KIND,
+            "mlflow.note.content": EXPERIMENT_NOTE}
     with _store_errors(uri):
         client = _client(uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             from mlflow.exceptions import MlflowException
 
-            location = artifact_root(uri)
-            location.mkdir(parents=True, exist_ok=True)
+            location = None
+            if is_sqlite(uri):
+                artifact_root(uri).mkdir(parents=True, exist_ok=True)
+                location = artifact_root(uri).as_uri()
             try:
-                return client.create_experiment(experiment, artifact_location=location.as_uri(),
-                                                tags={"ipg.study": "Integrated Policy Gradient"})
+                return client.create_experiment(experiment, artifact_location=location, tags=tags)
             except MlflowException as err:  # created meanwhile by another process
                 exp = client.get_experiment_by_name(experiment)
                 if exp is None:
                     raise err
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        for key, value in tags.items():
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id

@@ -1,0 +1,263 @@
+"""MLflow as the study's dashboard: nesting (study > stage > output), settings as params, steered
+outcomes per condition, real run times, figures on stage runs, the experiment opening on the
+runs table, a remote tracking server, and (slow) a headless browser over the UI.
+
+The steering summary is made by ipg.evaluation_summary.summarize from synthetic per-prompt rows;
+the logged paired differences are checked against the rows by hand (pandas), not against the CSV.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipg import tracking
+from ipg.evaluation_summary import summarize
+
+EXP = "ipg-study"
+END = 1_700_000_000  # the jobs' files' modification time (s since the epoch)
+STEERED = "ipg/k=2/gamma=0.0"
+
+
+def steering_rows(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cond, sel, k, gamma, p_correct in [("none", "none", 0, 1.0, 0.3), (STEERED, "ipg", 2, 0.0, 0.8)]:
+        for p in range(12):
+            rows.append(dict(condition=cond, selection=sel, k=k, gamma=gamma, mode="scale",
+                             temperature=1.0, seed=0, prompt_id=f"p{p}",
+                             accuracy=float(rng.random() < p_correct),
+                             length=float(rng.integers(10, 60)), entropy=float(rng.random()),
+                             truncated=0.0, n_units=k, n_samples=4))
+    return pd.DataFrame(rows)
+
+
+def write_study(root: Path) -> dict[str, Path]:
+    """Trajectories, attribution and steering outputs as their rules write them, plus a figure."""
+    res = root / "results"
+    traj = res / "trajectories/tiny/arith/0.json"
+    attr = res / "attribution/tiny/arith/neurons/ipg.json"
+    steer = res / "intervention/tiny/arith/neurons/ipg.json"
+    for p in (traj, attr, steer):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    traj.write_text(json.dumps({"accuracy": 0.5, "params": {"seed": 0}}))
+    attr.write_text(json.dumps({"completeness_residual": 0.01, "wall_seconds": 42.0,
+                                "config": {"m": 16, "quadrature": "gauss_legendre"}}))
+    steer.write_text(json.dumps({"seconds": 7.5, "baseline_accuracy": 0.3,
+                                 "params": {"ks": [2], "gammas": [0.0]}}))
+    summarize(steering_rows()).to_csv(steer.with_suffix(".csv"), index=False)
+    for i, p in enumerate((traj, attr, steer)):
+        os.utime(p, (END + 100 * i, END + 100 * i))
+    figs = root / "reports/figures"
+    figs.mkdir(parents=True)
+    (figs / "steering_gamma.png").write_bytes(b"\x89PNG fake")
+    (figs / "overview.png").write_bytes(b"\x89PNG fake")
+    return {"trajectories": traj, "attribution": attr, "intervention": steer, "figures": figs}
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dashboard")
+    files = write_study(root)
+    uri = tracking.tracking_uri(root)
+    outputs = [files[s] for s in ("trajectories", "attribution", "intervention")]
+    runs = tracking.ingest(outputs, uri, EXP, {"study.config_hash": "c0ffee"}, root / "results",
+                           figures=files["figures"])
+    return root, uri, files, outputs, runs
+
+
+def client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_by(uri, experiment=EXP):
+    c = client(uri)
+    found = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
+    # output runs are named within their stage (model/task/...): key them by stage too
+    return {(r.data.tags[tracking.LEVEL_TAG], r.info.run_name
+             if r.data.tags[tracking.LEVEL_TAG] != "output"
+             else f"{r.data.tags['stage']}:{r.info.run_name}"): r for r in found}
+
+
+def artifacts(uri, run, path=""):
+    return {Path(a.path).name for a in client(uri).list_artifacts(run.info.run_id, path)}
+
+
+def test_study_stage_output_nesting(dash):
+    _, uri, _, outputs, _ = dash
+    runs = runs_by(uri)
+    study = runs[("study", EXP)]
+    stages = {name: r for (level, name), r in runs.items() if level == "stage"}
+    assert set(stages) == {"trajectories", "attribution", "intervention"}
+    assert all(r.data.tags["mlflow.parentRunId"] == study.info.run_id for r in stages.values())
+    out = {name: r for (level, name), r in runs.items() if level == "output"}
+    assert len(out) == len(outputs)
+    for r in out.values():
+        assert r.data.tags["mlflow.parentRunId"] == stages[r.data.tags["stage"]].info.run_id
+    assert study.data.metrics["n_runs"] == 3 and study.data.params["study.config_hash"] == "c0ffee"
+
+
+def test_reingest_rebuilds_one_study_run_and_relinks_kept_outputs(dash):
+    root, uri, files, outputs, first = dash
+    again = tracking.ingest(outputs, uri, EXP, {"study.config_hash": "c0ffee"}, root / "results",
+                            figures=files["figures"])
+    assert {v["action"] for v in again.values()} == {"unchanged"}
+    runs = runs_by(uri)
+    assert sum(level == "study" for level, _ in runs) == 1
+    assert sum(level == "stage" for level, _ in runs) == 3
+    stage_ids = {r.info.run_id for (level, _), r in runs.items() if level == "stage"}
+    for (level, _), r in runs.items():
+        if level == "output":
+            assert r.data.tags["mlflow.parentRunId"] in stage_ids
+
+
+def test_settings_are_params_and_durations_are_the_jobs(dash):
+    _, uri, _, _, _ = dash
+    runs = runs_by(uri)
+    attr = runs[("output", "attribution:tiny/arith/neurons/ipg")]
+    assert attr.data.params["config.m"] == "16" and "config.m" not in attr.data.metrics
+    assert attr.data.params["config.quadrature"] == "gauss_legendre"
+    # the job wrote its file at END + 100 s after 42 s of work (not the ~ms of ingestion)
+    assert attr.info.end_time == (END + 100) * 1000
+    assert attr.info.end_time - attr.info.start_time == 42_000
+    stage = runs[("stage", "attribution")]
+    assert (stage.info.start_time, stage.info.end_time) == (attr.info.start_time, attr.info.end_time)
+    study = runs[("study", EXP)]
+    assert study.info.start_time == END * 1000  # the trajectories file: no wall time recorded
+    assert study.info.end_time == (END + 200) * 1000
+
+
+def test_steering_run_logs_steered_outcomes_per_condition(dash):
+    _, uri, files, _, _ = dash
+    c = client(uri)
+    exp = c.get_experiment_by_name(EXP).experiment_id
+    (steer,) = c.search_runs([exp], "tags.stage = 'intervention' and tags.`ipg.level` = 'output'")
+    m = steer.data.metrics
+    rows = steering_rows()
+    acc = rows.pivot_table(index="prompt_id", columns="condition", values="accuracy")
+    diff = float((acc[STEERED] - acc["none"]).mean())  # paired difference, by hand
+    key = "ipg/k2/gamma0.0"
+    assert m[f"{key}/d_accuracy"] == pytest.approx(diff)
+    assert m[f"{key}/accuracy"] == pytest.approx(float(acc[STEERED].mean()))
+    assert m[f"{key}/d_accuracy_lo"] <= diff <= m[f"{key}/d_accuracy_hi"]
+    lengths = rows.pivot_table(index="prompt_id", columns="condition", values="length")
+    assert m[f"{key}/d_length"] == pytest.approx(float((lengths[STEERED] - lengths["none"]).mean()))
+    assert {f"{key}/entropy", f"{key}/d_entropy", "none/accuracy"} <= set(m)
+    assert m["baseline_accuracy"] == 0.3 and steer.data.params["ks"] == "[2]"
+    assert {"steering_outcomes.json", "ipg.csv", "ipg.json"} <= artifacts(uri, steer)
+
+
+def test_changed_steering_csv_replaces_the_run(tmp_path):
+    files = write_study(tmp_path)
+    uri = tracking.tracking_uri(tmp_path)
+    outputs = [files[s] for s in ("trajectories", "attribution", "intervention")]
+    tracking.ingest(outputs, uri, EXP, {}, tmp_path / "results")
+    summarize(steering_rows(seed=1)).to_csv(files["intervention"].with_suffix(".csv"), index=False)
+    again = tracking.ingest(outputs, uri, EXP, {}, tmp_path / "results")
+    assert again["intervention/tiny/arith/neurons/ipg"]["action"] == "replaced"
+    assert again["attribution/tiny/arith/neurons/ipg"]["action"] == "unchanged"
+    exp = client(uri).get_experiment_by_name(EXP).experiment_id
+    assert len(client(uri).search_runs([exp])) == 1 + 3 + 3  # replaced and old stage runs gone
+
+
+def test_figures_hang_on_their_stage_runs(dash):
+    _, uri, _, _, _ = dash
+    runs = runs_by(uri)
+    assert artifacts(uri, runs[("stage", "intervention")], "figures") == {"steering_gamma.png"}
+    assert artifacts(uri, runs[("study", EXP)], "figures") == {"overview.png"}
+
+
+def test_experiment_opens_on_the_runs_table(dash):
+    _, uri, _, _, _ = dash
+    exp = client(uri).get_experiment_by_name(EXP)
+    assert exp.tags["mlflow.experimentKind"] == tracking.EXPERIMENT_KIND == "custom_model_development"
+    assert "steered outcomes" in exp.tags["mlflow.note.content"]
+
+
+def test_study_uri_prefers_mlflow_tracking_uri(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.study_uri(tmp_path) == tracking.tracking_uri(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.study_uri(tmp_path) == "http://127.0.0.1:5999"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(dash, tmp_path_factory):
+    _, uri, _, _, _ = dash
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    srv = tracking.ui(uri, port=free_port(), log_path=str(log))
+    yield srv
+    srv.stop()
+
+
+def test_ingest_into_a_remote_tracking_server(dash, server):
+    """MLFLOW_TRACKING_URI=http://...: the same nesting and outcomes, artifacts via the server."""
+    root, _, files, outputs, _ = dash
+    tracking.ingest(outputs, server.url, "ipg-remote", {}, root / "results", figures=files["figures"])
+    runs = runs_by(server.url, "ipg-remote")
+    assert {level for level, _ in runs} == {"study", "stage", "output"}
+    steer = next(r for (lvl, _), r in runs.items() if lvl == "output" and r.data.tags["stage"] == "intervention")
+    assert "ipg/k2/gamma0.0/d_accuracy" in steer.data.metrics
+    assert "steering_outcomes.json" in artifacts(server.url, steer)
+
+
+def chromium() -> str:
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True,
+                       timeout=600)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("no chromium (Debian: apt-get update && apt-get install -y chromium)")
+    return found
+
+
+def page_text(browser: str, url: str, wait_ms: int = 20000) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium with a throw-away profile."""
+    with_profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"ipg-chromium-{os.getpid()}-{time.time_ns()}"
+    try:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={with_profile}", f"--virtual-time-budget={wait_ms}",
+             "--window-size=1600,1000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(with_profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_browser_sees_steering_outcomes(dash, server):
+    """A real headless Chromium over the MLflow UI: the experiment opens on its runs (not the
+    GenAI overview) and the steering run's page shows its steered outcomes."""
+    browser = chromium()
+    _, uri, _, _, _ = dash
+    c = client(uri)
+    exp = c.get_experiment_by_name(EXP).experiment_id
+    (steer,) = c.search_runs([exp], "tags.stage = 'intervention' and tags.`ipg.level` = 'output'")
+    home = page_text(browser, tracking.runs_url(server.url, exp))
+    assert "matching runs" in home and f">{EXP}<" in home  # the runs table, the study run listed
+    assert "No data available for the selected time range" not in home  # not the GenAI overview
+    run_page = page_text(browser, f"{server.url}/#/experiments/{exp}/runs/{steer.info.run_id}")
+    value = steer.data.metrics["ipg/k2/gamma0.0/d_accuracy"]
+    assert "ipg/k2/gamma0.0/d_accuracy" in run_page
+    assert f"{value:.3g}"[:4] in run_page
