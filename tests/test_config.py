@@ -242,3 +242,15 @@ def test_exploratory_switch_and_control_selections():
     on = steering_params(config, "organism", "random_s4", "neurons")
     assert on["gammas"] == [0.0, 0.5, 2.0, 5.0] and on["deletion_ks"] and on["mean_ablation"]
     assert on["n_prompts"] == 512 and on["seeds"] == [0, 1]
+
+
+def test_transfer_methods_filter_and_typo() -> None:
+    """transfer[i].methods keeps only the named methods; an unknown name fails in one line."""
+    from ipg.config import transfer_targets
+
+    config = load_config(ROOT / "config" / "default.yaml")
+    methods = {t[4] for t in transfer_targets(validate_config(config))}
+    assert methods == set(config["transfer"][0]["methods"])
+    config["transfer"][0]["methods"] = ["ipgg"]
+    with pytest.raises(IPGError, match=r"^config error at transfer\[0\]\.methods\[0\]: unknown method 'ipgg'"):
+        validate_config(config)

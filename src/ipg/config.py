@@ -120,6 +120,10 @@ def check_names(config: dict[str, Any]) -> None:
             if pair[side] not in models_in_study(config):
                 raise IPGError(f"config error at transfer[{i}].{side}: model {pair[side]!r} is not in "
                                f"the study; allowed: {', '.join(models_in_study(config))}")
+        for j, name in enumerate(pair.get("methods") or []):
+            if name not in methods:
+                raise IPGError(f"config error at transfer[{i}].methods[{j}]: unknown method {name!r}; "
+                               f"allowed (attribution.methods): {', '.join(sorted(methods))}")
     for section, registry, label in (("model_params", MODELS, "model"),
                                      ("task_params", TASKS, "task")):
         params = config[section] if section == "model_params" else config["data"]["task_params"]
@@ -324,7 +328,9 @@ def transfer_targets(config: dict[str, Any]) -> list[tuple[str, str, str, str, s
     for pair in config["transfer"]:
         target_keys = {(t, g, meth) for m, t, g, meth in steer if m == pair["target"]}
         for m, t, g, meth in steer:
-            if m == pair["source"] and g != "sae" and (t, g, meth) in target_keys:
+            wanted = pair.get("methods")
+            if (m == pair["source"] and g != "sae" and (t, g, meth) in target_keys
+                    and (wanted is None or meth in wanted)):
                 out.append((pair["source"], pair["target"], t, g, meth))
     return out
 
