@@ -29,7 +29,8 @@ $(STAMP): requirements/requirements.lock requirements/no-deps.txt pyproject.toml
 PROFILE ?=
 study: venv
 	$(BIN)/ipg check profile --profile $(or $(PROFILE),profiles/default)
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(if $(PROFILE),--profile $(PROFILE)) $(SMK_ARGS)
+	$(BIN)/snakemake $(if $(PROFILE),--profile $(PROFILE),--cores $(CORES)) --rerun-incomplete $(SMK_ARGS)
+	$(BIN)/python -m ipg.dvc_lock  # dvc.lock of the outputs: `dvc status` clean, `dvc push` pushes
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
