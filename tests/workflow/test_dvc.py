@@ -121,7 +121,10 @@ def tree_hashes(root: Path, skip: str | None = None) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory) -> Path:
     """A temp copy of the workflow as its own git + DVC repo, dvc.yaml pointed at a test config."""
-    repo = tmp_path_factory.mktemp("dvc") / "repo"
+    return make_repo(tmp_path_factory.mktemp("dvc") / "repo")
+
+
+def make_repo(repo: Path) -> Path:
     repo.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("rules", "workflow", "config", "profiles", "envs", "src"):
@@ -211,3 +214,39 @@ def test_repro_status_params_push_pull(dvc_repo):
     assert after == before
     assert hashlib.md5((hub / "model.safetensors").read_bytes()).hexdigest() == hub_hash
     assert "up to date" in dvc(repo, "status", "prepare", "models").stdout
+
+
+@pytest.mark.slow
+def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
+    """`make study`'s path: Snakemake (not dvc repro) builds the study, `python -m ipg.dvc_lock`
+    records it, then `dvc status` is clean and `dvc push` uploads every cached output file."""
+    repo = make_repo(tmp_path / "repo")
+    env = {**ENV, "PYTHONPATH": str(repo / "src")}
+    smk = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+                          DVC_CONFIG], cwd=repo, capture_output=True, text=True, env=env, timeout=1800)
+    assert smk.returncode == 0, smk.stderr[-3000:]
+    assert not (repo / "dvc.lock").exists()
+    assert "changed" in dvc(repo, "status").stdout  # the gap: DVC knows nothing of the run
+
+    lock = subprocess.run([sys.executable, "-m", "ipg.dvc_lock"], cwd=repo, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert lock.returncode == 0, lock.stderr
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert set(stages) == set(STAGE_OUTS)
+    assert "up to date" in dvc(repo, "status").stdout
+
+    # dvc.lock matches the files: each out's nfiles is the file count on disk
+    for name, outs in STAGE_OUTS.items():
+        for out in stages[name]["outs"]:
+            path = repo / out["path"]
+            if path.is_dir():
+                assert out.get("nfiles", 0) == sum(p.is_file() for p in path.rglob("*")), out["path"]
+
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "-f", "tmp", str(remote))
+    pushed = dvc(repo, "push", "-r", "tmp").stdout
+    stored = [p for p in remote.rglob("*") if p.is_file()]
+    cached = [p for p in (repo / ".dvc" / "cache").rglob("*") if p.is_file()]
+    n = int(pushed.split(" file")[0].split()[-1])
+    assert n > 0 and len(stored) == n == len(cached), (pushed, len(stored), len(cached))
+    assert "Everything is up to date" in dvc(repo, "push", "-r", "tmp").stdout

@@ -3,8 +3,9 @@ on a one-node Slurm (scripts/slurm_single_node.sh: slurmctld, slurmd, munged, no
 database, so job status comes from squeue), and its outputs equal a local run's.
 
 The study is config/test.yaml's tiny-qwen2 entry (one task, two granularities; the organism
-trains for minutes on a busy CPU). The profile is profiles/slurm as shipped, fitted to the node:
-threads and memory capped to its CPUs and memory, no `gpu` request (it has none), squeue status.
+trains for minutes on a busy CPU). The profile is profiles/slurm as shipped, fitted to the node
+by scripts/slurm_node_profile.py: threads and memory capped to its CPUs and memory, no `gpu`
+request (it has none), squeue status.
 Skips with the reason when Slurm cannot be installed or started (not root, no apt, ...).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,23 +58,10 @@ def small_study(path: Path) -> Path:
     return path
 
 
-def node_profile(node: dict, out: Path) -> Path:
-    """profiles/slurm fitted to the one node (see the module docstring)."""
-    cfg = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    cfg["cores"] = node["cpus"]
-    cfg["jobs"] = node["cpus"]
-    cfg["latency-wait"] = 5
-    cfg["slurm-status-command"] = "squeue"
-    cfg["slurm-init-seconds-before-status-checks"] = 5
-    cfg["slurm-keep-successful-logs"] = True
-    mem = node["mem_mb"] // node["cpus"]
-    cfg["default-resources"]["mem_mb"] = min(cfg["default-resources"]["mem_mb"], mem)
-    for res in cfg["set-resources"].values():
-        res.pop("gpu", None)
-        res["mem_mb"] = min(res["mem_mb"], mem)
-    cfg["set-threads"] = {r: min(t, node["cpus"]) for r, t in cfg["set-threads"].items()}
-    out.mkdir(parents=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+def node_profile(out: Path) -> Path:
+    """profiles/slurm fitted to the node by scripts/slurm_node_profile.py."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "slurm_node_profile.py"), str(out)],
+                   check=True, capture_output=True)
     return out
 
 
@@ -102,7 +91,7 @@ def result_files(workdir: Path) -> dict[str, Path]:
 
 def test_study_through_slurm_matches_local_run(slurm_node, tmp_path, run_snakemake):
     config = small_study(tmp_path / "study.yaml")
-    profile = node_profile(slurm_node, tmp_path / "profiles" / "slurm")
+    profile = node_profile(tmp_path / "profiles" / "slurm")
 
     local = tmp_path / "local"
     local.mkdir()
