@@ -221,6 +221,10 @@ def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
     """`make study`'s path: Snakemake (not dvc repro) builds the study, `python -m ipg.dvc_lock`
     records it, then `dvc status` is clean and `dvc push` uploads every cached output file."""
     repo = make_repo(tmp_path / "repo")
+    cfg = yaml.safe_load((repo / DVC_CONFIG).read_text())  # one task, one granularity: minutes
+    cfg["study"] = [{**e, "tasks": e["tasks"][:1], "granularities": ["neurons"]} for e in cfg["study"]]
+    cfg.pop("cross_task", None)
+    (repo / DVC_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = {**ENV, "PYTHONPATH": str(repo / "src")}
     smk = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
                           DVC_CONFIG], cwd=repo, capture_output=True, text=True, env=env, timeout=1800)
