@@ -254,3 +254,43 @@ def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
     n = int(pushed.split(" file")[0].split()[-1])
     assert n > 0 and len(stored) == n == len(cached), (pushed, len(stored), len(cached))
     assert "Everything is up to date" in dvc(repo, "push", "-r", "tmp").stdout
+
+
+@pytest.mark.slow  # ~10 dvc calls: 20-80 s
+def test_dvc_lock_records_outputs_built_outside_dvc(tmp_path):
+    """ipg.dvc_lock on a small DVC project whose outputs were built by another tool: it creates
+    a missing folder out, writes dvc.lock, `dvc status` is clean and `dvc push` pushes them;
+    a missing file out is one IPGError naming the stage."""
+    from ipg.dvc_lock import commit_study
+    from ipg.errors import IPGError
+
+    repo = tmp_path / "proj"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "step.py").write_text("print('built elsewhere')\n")
+    (repo / "params.yaml").write_text("n: 3\n")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "build": {"cmd": "false", "deps": ["src/step.py"], "params": ["n"],
+                  "outs": [{"out/data": {"persist": True}}, "out/table.csv"]},
+        "empty": {"cmd": "false", "deps": ["out/data"], "outs": [{"out/none": {"persist": True}}]},
+    }}))
+    (repo / "out" / "data").mkdir(parents=True)
+    for i in range(3):
+        (repo / "out" / "data" / f"{i}.bin").write_bytes(bytes([i]) * 100)
+    git(repo, "init", "-q")
+    dvc(repo, "init", "-q")
+    with pytest.raises(IPGError, match="stage 'build': output out/table.csv is missing"):
+        commit_study(repo)
+    (repo / "out" / "table.csv").write_text("a,b\n1,2\n")
+    assert "changed" in dvc(repo, "status").stdout
+    assert commit_study(repo) == ["build", "empty"]
+    assert (repo / "out" / "none").is_dir()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert lock["build"]["params"]["params.yaml"] == {"n": 3}
+    assert {o["path"]: o.get("nfiles") for o in lock["build"]["outs"]}["out/data"] == 3
+    assert "up to date" in dvc(repo, "status").stdout
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "-d", "tmp", str(remote))
+    pushed = dvc(repo, "push").stdout
+    stored = [p for p in remote.rglob("*") if p.is_file()]
+    # out/data's 3 files + table.csv + the .dir listings of out/data and (empty) out/none
+    assert "6 files pushed" in pushed and len(stored) == 6, (pushed, stored)
