@@ -32,7 +32,9 @@ PROFILE ?=
 study: venv
 	$(BIN)/ipg check profile --profile $(or $(PROFILE),profiles/default)
 	@$(BIN)/python -m ipg.preflight $(SMK_ARGS)
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(if $(PROFILE),--profile $(PROFILE)) $(SMK_ARGS)
+	$(BIN)/snakemake $(if $(PROFILE),--profile $(PROFILE),--cores $(CORES)) --rerun-incomplete $(SMK_ARGS)
+	@# dvc.lock of the default study's outputs (dvc.yaml): `dvc status` clean, `dvc push` pushes
+	$(if $(SMK_ARGS),@echo "dvc.lock: skipped (SMK_ARGS given; dvc.yaml describes the default study)",$(BIN)/python -m ipg.dvc_lock)
 
 # ruff (pyproject.toml [tool.ruff]) first: a lint error stops before the suite runs.
 test: venv lint

@@ -29,7 +29,7 @@ rule bench_attribution:
     params:
         models=[L.path(L.MODEL, RESULTS, model=m) if m in _REGISTERED else m for m in BENCH["models"]],
         quick=BENCH["quick"],
-    threads: workflow.cores
+    threads: all_cores()
     message:
         "Benchmarking the IPG engine on {params.models} (quick: {params.quick})"
     script:
@@ -105,7 +105,7 @@ rule bench_workflow:
         TORCH_ENV
     params:
         quick="--quick" if BENCH["quick"] else "",
-    threads: workflow.cores
+    threads: all_cores()
     message:
         "Benchmarking `snakemake -n` on a finished test study {params.quick}"
     shell:

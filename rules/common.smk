@@ -3,6 +3,10 @@
 Parameter dicts are returned with sorted keys: Snakemake's params rerun trigger compares
 them by their serialisation, so key order alone must never trigger a rerun.
 """
+import os
+
+from snakemake.exceptions import WorkflowError
+
 from ipg.models import get_model_spec
 
 # the conda env of every rule that imports torch (config torch_env: cpu | gpu)
@@ -37,10 +41,20 @@ def model_sampling(wildcards):
     return canonical(sampling_for(config, wildcards.model))
 
 
+def all_cores():
+    """--cores (a cluster profile's `cores`: the most threads one job gets), else this host's
+    CPUs: commands that run no job (--unlock, --report) give no --cores, and profiles/default
+    sets none (it would cap every cluster job at the submit host's cores)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return os.cpu_count() or 1
+
+
 def model_threads(wildcards):
     """The study entry's threads for this model's jobs, else all cores."""
     model = getattr(wildcards, "model", None) or getattr(wildcards, "target", None)
     for entry in config["study"]:
         if entry["model"] == model and entry.get("threads"):
-            return min(entry["threads"], workflow.cores)
-    return workflow.cores
+            return min(entry["threads"], all_cores())
+    return all_cores()

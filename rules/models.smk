@@ -15,7 +15,7 @@ rule build_model:
     params:
         model_params=model_params,
         seed=config["seed"],
-    threads: workflow.cores
+    threads: all_cores()
     message:
         "Building model {wildcards.model}"
     script:

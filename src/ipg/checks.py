@@ -5,7 +5,8 @@ that owns it, so a bad setup is reported in a second, before Snakemake or DVC st
 
     config   the study config validates against the schema (ipg.config.load_config)
     dvc      the project's DVC remote is defined and its local folder exists (ipg.dvc_check)
-    profile  the Snakemake profile's executor plugin is installed (ipg.profiles)
+    profile  the Snakemake profile's executor plugin is installed, no conda it cannot find,
+             a GPU for every rule that runs a model, no capped threads (ipg.profiles)
 
 `run_checks` runs the chosen ones and returns one (name, ok, line) per check, never stopping
 at the first failure, so one call lists everything that needs fixing.
@@ -45,10 +46,14 @@ def check_dvc(dvc_root: str | os.PathLike, remote: str | None = None) -> str:
 
 
 def check_snakemake_profile(profile: str | os.PathLike) -> str:
-    from ipg.profiles import check_profile
+    from ipg.profiles import BUILTIN_EXECUTORS, check_profile, gpu_rules
 
     executor = check_profile(profile)
-    return f"Snakemake profile {profile}: executor {executor or 'local (default)'}"
+    rules_dir = Path(profile).resolve().parent.parent / "rules"
+    gpus = ""
+    if executor and executor not in BUILTIN_EXECUTORS and rules_dir.is_dir():
+        gpus = f" (a GPU for each of the {len(gpu_rules(rules_dir))} rules that run a model)"
+    return f"Snakemake profile {profile}{gpus}: executor {executor or 'local (default)'}"
 
 
 def run_checks(names: tuple[str, ...] | list[str] = CHECK_NAMES, configfile: str | None = None,

@@ -123,7 +123,10 @@ def tree_hashes(root: Path, skip: str | None = None) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory) -> Path:
     """A temp copy of the workflow as its own git + DVC repo, dvc.yaml pointed at a test config."""
-    repo = tmp_path_factory.mktemp("dvc") / "repo"
+    return make_repo(tmp_path_factory.mktemp("dvc") / "repo")
+
+
+def make_repo(repo: Path) -> Path:
     repo.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("rules", "workflow", "config", "profiles", "envs", "src"):
@@ -213,3 +216,83 @@ def test_repro_status_params_push_pull(dvc_repo):
     assert after == before
     assert hashlib.md5((hub / "model.safetensors").read_bytes()).hexdigest() == hub_hash
     assert "up to date" in dvc(repo, "status", "prepare", "models").stdout
+
+
+@pytest.mark.slow
+def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
+    """`make study`'s path: Snakemake (not dvc repro) builds the study, `python -m ipg.dvc_lock`
+    records it, then `dvc status` is clean and `dvc push` uploads every cached output file."""
+    repo = make_repo(tmp_path / "repo")
+    cfg = yaml.safe_load((repo / DVC_CONFIG).read_text())  # one task, one granularity: minutes
+    cfg["study"] = [{**e, "tasks": e["tasks"][:1], "granularities": ["neurons"]} for e in cfg["study"]]
+    cfg.pop("cross_task", None)
+    (repo / DVC_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**ENV, "PYTHONPATH": str(repo / "src")}
+    smk = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+                          DVC_CONFIG], cwd=repo, capture_output=True, text=True, env=env, timeout=1800)
+    assert smk.returncode == 0, smk.stderr[-3000:]
+    assert not (repo / "dvc.lock").exists()
+    assert "changed" in dvc(repo, "status").stdout  # the gap: DVC knows nothing of the run
+
+    lock = subprocess.run([sys.executable, "-m", "ipg.dvc_lock"], cwd=repo, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert lock.returncode == 0, lock.stderr
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert set(stages) == set(STAGE_OUTS)
+    assert "up to date" in dvc(repo, "status").stdout
+
+    # dvc.lock matches the files: each out's nfiles is the file count on disk
+    for name, outs in STAGE_OUTS.items():
+        for out in stages[name]["outs"]:
+            path = repo / out["path"]
+            if path.is_dir():
+                assert out.get("nfiles", 0) == sum(p.is_file() for p in path.rglob("*")), out["path"]
+
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "-f", "tmp", str(remote))
+    pushed = dvc(repo, "push", "-r", "tmp").stdout
+    stored = [p for p in remote.rglob("*") if p.is_file()]
+    cached = [p for p in (repo / ".dvc" / "cache").rglob("*") if p.is_file()]
+    n = int(pushed.split(" file")[0].split()[-1])
+    assert n > 0 and len(stored) == n == len(cached), (pushed, len(stored), len(cached))
+    assert "Everything is up to date" in dvc(repo, "push", "-r", "tmp").stdout
+
+
+@pytest.mark.slow  # ~10 dvc calls: 20-80 s
+def test_dvc_lock_records_outputs_built_outside_dvc(tmp_path):
+    """ipg.dvc_lock on a small DVC project whose outputs were built by another tool: it creates
+    a missing folder out, writes dvc.lock, `dvc status` is clean and `dvc push` pushes them;
+    a missing file out is one IPGError naming the stage."""
+    from ipg.dvc_lock import commit_study
+    from ipg.errors import IPGError
+
+    repo = tmp_path / "proj"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "step.py").write_text("print('built elsewhere')\n")
+    (repo / "params.yaml").write_text("n: 3\n")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "build": {"cmd": "false", "deps": ["src/step.py"], "params": ["n"],
+                  "outs": [{"out/data": {"persist": True}}, "out/table.csv"]},
+        "empty": {"cmd": "false", "deps": ["out/data"], "outs": [{"out/none": {"persist": True}}]},
+    }}))
+    (repo / "out" / "data").mkdir(parents=True)
+    for i in range(3):
+        (repo / "out" / "data" / f"{i}.bin").write_bytes(bytes([i]) * 100)
+    git(repo, "init", "-q")
+    dvc(repo, "init", "-q")
+    with pytest.raises(IPGError, match="stage 'build': output out/table.csv is missing"):
+        commit_study(repo)
+    (repo / "out" / "table.csv").write_text("a,b\n1,2\n")
+    assert "changed" in dvc(repo, "status").stdout
+    assert commit_study(repo) == ["build", "empty"]
+    assert (repo / "out" / "none").is_dir()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert lock["build"]["params"]["params.yaml"] == {"n": 3}
+    assert {o["path"]: o.get("nfiles") for o in lock["build"]["outs"]}["out/data"] == 3
+    assert "up to date" in dvc(repo, "status").stdout
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "add", "-d", "tmp", str(remote))
+    pushed = dvc(repo, "push").stdout
+    stored = [p for p in remote.rglob("*") if p.is_file()]
+    # out/data's 3 files + table.csv + the .dir listings of out/data and (empty) out/none
+    assert "6 files pushed" in pushed and len(stored) == 6, (pushed, stored)

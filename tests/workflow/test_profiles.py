@@ -1,9 +1,11 @@
-"""The cluster profiles and the paper's config build the study's DAG (dry runs, in temp dirs),
-and every rule that runs a model asks the cluster for a GPU."""
+"""The cluster profiles and the paper's config build the study's DAG (dry runs, in temp dirs)
+without conda, every rule that runs a model (derived from rules/*.smk) asks the cluster for a
+GPU, and a GPU job is submitted with the profile's CPUs, memory and runtime (a stub sbatch
+records the call). `ipg check profile` catches what would break these."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
+import os
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,14 @@ from ipg.config import (
     transfer_targets,
 )
 
+from ipg.errors import IPGError
+from ipg.profiles import CPU_TORCH_RULES, check_profile, gpu_rules, torch_rules
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
 # Rules whose job loads (or builds) a model: on a cluster each needs a GPU node.
-GPU_RULES = ("build_model", "sample_trajectories", "attribute", "train_sae",
-             "evaluate_steering", "evaluate_transfer", "bench_attribution")
+GPU_RULES = tuple(sorted(gpu_rules(ROOT / "rules")))
 
 
 def profile_yaml(name: str) -> dict:
@@ -27,11 +31,8 @@ def profile_yaml(name: str) -> dict:
 
 
 def local_profile(name: str, tmp_path: Path) -> Path:
-    """A copy of profiles/<name> runnable here: without conda on PATH the conda deployment
-    method is dropped (a dry run with it calls `conda info`); everything else is kept."""
+    """A copy of profiles/<name>, as shipped (it must run without conda)."""
     cfg = profile_yaml(name)
-    if shutil.which("conda") is None and shutil.which("mamba") is None:
-        cfg.pop("software-deployment-method", None)
     out = tmp_path / "profiles" / name
     out.mkdir(parents=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -110,7 +111,21 @@ def test_rules_that_run_a_model_get_a_gpu(run_snakemake, tmp_path):
     listed = run_snakemake(tmp_path, ROOT / "config" / "test.yaml", "--list-rules")
     assert listed.returncode == 0, listed.stderr[-2000:]
     rules = set(listed.stdout.split())
-    assert set(GPU_RULES) <= rules, set(GPU_RULES) - rules
+    torch = torch_rules(ROOT / "rules")
+    assert torch <= rules, torch - rules
+    # every rule block of rules/*.smk with `conda: TORCH_ENV`, counted independently
+    blocks = [b for f in sorted((ROOT / "rules").glob("*.smk")) for b in f.read_text().split("\nrule ")[1:]]
+    assert len(torch) == sum("TORCH_ENV" in b.split("\nrule ")[0] for b in blocks)
+    assert set(CPU_TORCH_RULES) <= torch, "CPU_TORCH_RULES names a rule that does not run torch"
+    assert {"build_model", "attribute", "sensitivity_variant", "evaluate_steering"} <= set(GPU_RULES)
+    for name in ("slurm", "kubernetes"):
+        cfg = profile_yaml(name)
+        assert "conda" not in str(cfg.get("software-deployment-method", "")), \
+            f"profiles/{name} must run without conda (conda only with --software-deployment-method conda)"
+        assert set(cfg["set-threads"]) >= set(GPU_RULES), (name, set(GPU_RULES) - set(cfg["set-threads"]))
+        assert max(cfg["set-threads"].values()) <= cfg["cores"], name
+    assert "cores" not in profile_yaml("default"), \
+        "profiles/default is applied on top of --profile: its cores would cap every cluster job"
 
     slurm = profile_yaml("slurm")
     for rule in GPU_RULES:
@@ -132,3 +147,81 @@ def test_rules_that_run_a_model_get_a_gpu(run_snakemake, tmp_path):
         assert int(res.get("gpu", 0)) >= 1 and res.get("gpu_manufacturer") == "nvidia", (rule, res)
     for rule in k8s["set-resources"]:
         assert rule in rules, f"profiles/kubernetes sets resources of unknown rule {rule}"
+
+
+def stub_slurm(tmp_path: Path) -> tuple[Path, Path]:
+    """A PATH folder whose sbatch records its arguments and refuses the job (nothing runs);
+    the other Slurm commands fail quietly, as on a host without Slurm."""
+    stub, log = tmp_path / "stub-bin", tmp_path / "sbatch.log"
+    stub.mkdir()
+    (stub / "sbatch").write_text(f'#!/bin/sh\necho "$*" >> {log}\necho "stub: not submitted" >&2\nexit 1\n')
+    for name in ("squeue", "sacct", "sinfo", "scontrol", "sacctmgr", "sshare"):
+        (stub / name).write_text("#!/bin/sh\nexit 1\n")
+    for path in stub.iterdir():
+        path.chmod(0o755)
+    return stub, log
+
+
+@pytest.mark.slow  # ~60-90 s: the plugin waits before it shuts down
+def test_gpu_job_is_submitted_with_the_profiles_resources(tmp_path, run_snakemake, monkeypatch):
+    """`snakemake --profile profiles/slurm` (no --cores) submits build_model with the profile's
+    partition, GPU, memory, runtime and set-threads as --cpus-per-task, not the host's cores."""
+    assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), "slurm plugin not installed"
+    stub, log = stub_slurm(tmp_path)
+    monkeypatch.setenv("PATH", f"{stub}{os.pathsep}{os.environ['PATH']}")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_snakemake(workdir, ROOT / "config" / "test.yaml", "--profile",
+                           str(ROOT / "profiles" / "slurm"), "--slurm-init-seconds-before-status-checks",
+                           "1", "results/models/tiny-qwen2", timeout=600)
+    assert result.returncode != 0 and "stub: not submitted" in result.stdout + result.stderr
+    call = log.read_text().split()
+    res, threads = profile_yaml("slurm")["set-resources"]["build_model"], profile_yaml("slurm")["set-threads"]["build_model"]
+    assert "--comment" in call and call[call.index("--comment") + 1].startswith("rule_build_model")
+    assert f"--cpus-per-task={threads}" in call, call
+    assert call[call.index("-p") + 1] == res["slurm_partition"]
+    assert call[call.index("--mem") + 1] == str(res["mem_mb"])
+    assert call[call.index("-t") + 1] == str(res["runtime"])
+    assert f"--gpus={res['gpu']}" in call
+
+
+def write_profile(folder: Path, cfg: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return folder
+
+
+def cluster_profile(**changes) -> dict:
+    cfg = profile_yaml("slurm")
+    cfg.update(changes)
+    return cfg
+
+
+def test_check_profile_accepts_the_shipped_profiles():
+    assert check_profile(ROOT / "profiles" / "default") is None
+    assert check_profile(ROOT / "profiles" / "slurm") == "slurm"
+
+
+def test_check_profile_names_a_model_rule_without_gpu(tmp_path):
+    cfg = cluster_profile()
+    del cfg["set-resources"]["sensitivity_variant"]
+    profile = write_profile(tmp_path / "profiles" / "slurm", cfg)
+    with pytest.raises(IPGError, match="sensitivity_variant run a model but get no GPU"):
+        check_profile(profile, rules_dir=ROOT / "rules")
+
+
+def test_check_profile_conda_without_conda(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no conda, no mamba
+    profile = write_profile(tmp_path / "p", cluster_profile(**{"software-deployment-method": "conda"}))
+    with pytest.raises(IPGError, match="conda/mamba is not on PATH"):
+        check_profile(profile, rules_dir=ROOT / "rules")
+
+
+def test_check_profile_cores_that_cap_threads(tmp_path):
+    low = write_profile(tmp_path / "profiles" / "low", cluster_profile(cores=2))
+    with pytest.raises(IPGError, match="capped by cores: 2"):
+        check_profile(low, rules_dir=ROOT / "rules")
+    write_profile(tmp_path / "profiles" / "default", {"cores": "all"})
+    ok = write_profile(tmp_path / "profiles" / "slurm", cluster_profile())
+    with pytest.raises(IPGError, match="sets cores: all, which overrides"):
+        check_profile(ok, rules_dir=ROOT / "rules")
