@@ -1,0 +1,81 @@
+"""ipg.reliability against constructed per-prompt scores with known answers."""
+import numpy as np
+import pytest
+
+from ipg.errors import IPGError
+from ipg.reliability import (
+    n_for_correlation, reliability_curve, smallest_n, spearman_brown, split_half, top_k,
+    whole_split_half,
+)
+from ipg.statistics import expected_random_jaccard
+
+
+def test_identical_prompts_agree_perfectly():
+    # every prompt carries the same scores: any two disjoint halves have the same means
+    scores = np.random.default_rng(0).normal(size=200)
+    pp = np.tile(scores, (20, 1))
+    res = split_half(pp, n=10, k=16, repeats=5)
+    assert np.allclose(res["spearman"], 1.0) and np.allclose(res["jaccard"], 1.0)
+
+
+def test_independent_noise_is_near_chance():
+    pp = np.random.default_rng(1).normal(size=(64, 400))
+    curve = reliability_curve(pp, ns=[8, 32], k=40, repeats=40)
+    chance = expected_random_jaccard(400, 40, 40)
+    assert np.allclose(curve["chance_jaccard"], chance)
+    # Spearman of two independent 400-vectors has sd 1/sqrt(399) ~ 0.05: the mean of 40 repeats
+    # lies well within 0.05 of 0; Jaccard within a few hundredths of chance (~0.053)
+    assert np.all(np.abs(curve["spearman"]) < 0.05)
+    assert np.all(np.abs(curve["jaccard"] - chance) < 0.03)
+
+
+def test_planted_signal_reliability_rises_with_n_and_matches_theory():
+    rng = np.random.default_rng(2)
+    n_units, n_prompts, noise = 500, 256, 4.0
+    true = rng.normal(size=n_units)
+    pp = true + noise * rng.normal(size=(n_prompts, n_units))
+    curve = reliability_curve(pp, ns=[4, 16, 64, 128], k=25, repeats=30)
+    assert np.all(np.diff(curve["spearman"]) > 0) and np.all(np.diff(curve["jaccard"]) > 0)
+    # classical test theory: corr of two n-means = 1 / (1 + noise^2 / n) (Pearson; Spearman of
+    # bivariate normal = 6/pi asin(r/2), within 0.02 of r here)
+    for n, rho in zip(curve["n"], curve["spearman"]):
+        r = 1.0 / (1.0 + noise ** 2 / n)
+        expected = 6 / np.pi * np.arcsin(r / 2)
+        assert abs(rho - expected) < 0.04, (n, rho, expected)
+    assert curve["jaccard"].iloc[0] < 0.3 < curve["jaccard"].iloc[-1]
+    assert smallest_n(curve, "jaccard", 0.3) in (16, 64, 128)
+    assert smallest_n(curve, "jaccard", 1.01) is None
+
+
+def test_spearman_brown_projection():
+    assert spearman_brown(0.5, 2) == pytest.approx(2 / 3)
+    assert spearman_brown(0.5, 1) == pytest.approx(0.5)
+    # projecting to n_for_correlation's n gives the target back
+    n = n_for_correlation(0.2, 16, 0.8)
+    assert spearman_brown(0.2, n / 16) == pytest.approx(0.8)
+    rng = np.random.default_rng(3)
+    true = rng.normal(size=400)
+    pp = true + 3.0 * rng.normal(size=(64, 400))
+    whole = whole_split_half(pp, k=20, repeats=20)
+    assert whole["half"] == 32 and whole["n_prompts"] == 64
+    r_full = 1.0 / (1.0 + 9.0 / 64)  # the theoretical retest corr of two full-size means
+    assert abs(whole["spearman_full_sb"] - r_full) < 0.05
+
+
+def test_top_k_is_signed_and_stable():
+    assert list(top_k(np.array([1.0, 3.0, -5.0, 3.0]), 2)) == [1, 3]
+
+
+@pytest.mark.parametrize("bad", [dict(n=11), dict(n=0), dict(k=0), dict(k=51), dict(repeats=0)])
+def test_bad_arguments_are_one_line_errors(bad):
+    pp = np.zeros((20, 50))
+    args = {"n": 5, "k": 5, "repeats": 2, **bad}
+    with pytest.raises(IPGError):
+        split_half(pp, **args)
+
+
+def test_nan_scores_are_rejected():
+    pp = np.ones((4, 3))
+    pp[1, 1] = np.nan
+    with pytest.raises(IPGError, match="NaN"):
+        split_half(pp, 1, 1)
