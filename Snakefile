@@ -47,6 +47,10 @@ SENSITIVITY = [f"{RESULTS}/sensitivity/{m}/{t}/{g}.csv" for m, t, g in sensitivi
 # cross-task overlap (config: cross_task): ordinary attributions, possibly of tasks outside the study
 CROSS_TASK_ATTRIBUTIONS = [f"{RESULTS}/attribution/{m}/{t}/{g}/{meth}" for m, t, g, meth in cross_task_targets(config)]
 CROSS_TASK = [f"{RESULTS}/cross_task/{config['cross_task']['model']}.csv"] if cross_task_on(config) else []
+# reliability curve (config: reliability; rules/reliability.smk): IPG vs n prompts and G
+_REL = config.get("reliability") or {}
+RELIABILITY = ([f"{RESULTS}/reliability/{_REL['model']}/{_REL['task']}/{g}.csv"
+                for g in _REL["granularities"]] if _REL.get("model") else [])
 REPORT_INPUTS = (
     [f"{RESULTS}/metrics/trajectories.json"]
     + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
@@ -54,6 +58,7 @@ REPORT_INPUTS = (
     + [f"{RESULTS}/sae/{m}" for m in SAE_MODELS]
     + SENSITIVITY
     + CROSS_TASK
+    + RELIABILITY
 )
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
@@ -86,6 +91,7 @@ include: "rules/attribution.smk"
 include: "rules/intervention.smk"
 include: "rules/sensitivity.smk"
 include: "rules/cross_task.smk"
+include: "rules/reliability.smk"
 include: "rules/report.smk"
 include: "rules/bench.smk"
 

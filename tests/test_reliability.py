@@ -79,3 +79,19 @@ def test_nan_scores_are_rejected():
     pp[1, 1] = np.nan
     with pytest.raises(IPGError, match="NaN"):
         split_half(pp, 1, 1)
+
+
+def test_cross_split_separates_shared_from_task_specific_signal():
+    from ipg.reliability import retest_vs_cross
+
+    rng = np.random.default_rng(4)
+    shared, own_a, own_b = (rng.normal(size=300) for _ in range(3))
+    pp_a = shared + own_a + 0.5 * rng.normal(size=(40, 300))
+    pp_b = shared + own_b + 0.5 * rng.normal(size=(40, 300))
+    same = retest_vs_cross(pp_a, pp_a + 0.0, k=30, repeats=20)
+    diff = retest_vs_cross(pp_a, pp_b, k=30, repeats=20)
+    # the same signal on both sides: cross agreement equals retest agreement
+    assert abs(same["cross_jaccard_half"] - same["retest_jaccard_half"]) < 0.08
+    # half the signal task-specific: Pearson of the true scores is 1/2, so cross << retest
+    assert diff["cross_spearman_half"] < diff["retest_spearman_half"] - 0.2
+    assert diff["cross_jaccard_half"] < diff["retest_jaccard_half"]

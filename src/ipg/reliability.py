@@ -152,3 +152,110 @@ def smallest_n(curve: pd.DataFrame, column: str, target: float) -> int | None:
     """The smallest n of the curve whose mean `column` reaches `target` (None if none does)."""
     hit = curve[curve[column] >= target]
     return None if hit.empty else int(hit["n"].min())
+
+
+def attribution_curve(tables: dict[int, str], ns: Sequence[int], k: int, repeats: int = 50,
+                      seed: int = 0) -> pd.DataFrame:
+    """{G: attribution parquet over one prompt pool} -> the curve of every G (a `G` column
+    first), ns above half the pool dropped (they cannot be split into two disjoint sets)."""
+    from ipg.attribution.table import read_attribution
+
+    parts = []
+    for g, path in sorted(tables.items()):
+        pp = read_attribution(path).per_prompt
+        usable = [n for n in ns if 2 * int(n) <= pp.shape[0]]
+        if not usable:
+            raise IPGError(f"attribution {path} has {pp.shape[0]} prompts, too few for any split "
+                           f"size in {list(ns)}; raise reliability.pool_prompts or lower ns")
+        parts.append(reliability_curve(pp, usable, k, repeats, seed).assign(G=int(g)))
+    curve = pd.concat(parts, ignore_index=True)
+    return curve[["G", *CURVE_COLUMNS]]
+
+
+def budget_choice(curve: pd.DataFrame, target_jaccard: float) -> dict[str, Any]:
+    """The cheapest (n prompts x G samples) cell of the curve whose mean top-k Jaccard reaches
+    the target, or None with the best cell reached (n, G, its Jaccard) when none does."""
+    hit = curve[curve["jaccard"] >= target_jaccard]
+    best = curve.loc[curve["jaccard"].idxmax()]
+    choice = None
+    if not hit.empty:
+        cell = hit.assign(cost=hit["n"] * hit["G"]).sort_values(["cost", "n"]).iloc[0]
+        choice = {"n": int(cell["n"]), "G": int(cell["G"]), "jaccard": float(cell["jaccard"]),
+                  "spearman": float(cell["spearman"])}
+    return {"target_jaccard": float(target_jaccard), "choice": choice,
+            "best": {"n": int(best["n"]), "G": int(best["G"]), "jaccard": float(best["jaccard"]),
+                     "spearman": float(best["spearman"])}}
+
+
+def write_curve(tables: dict[int, str], ns: Sequence[int], k: int, repeats: int, seed: int,
+                target_jaccard: float, out_csv: str, out_json: str) -> pd.DataFrame:
+    """attribution_curve + budget_choice, written atomically (csv; JSON with provenance)."""
+    from ipg.provenance import provenance
+    from ipg.trajectories import write_csv_atomic, write_json_atomic
+
+    curve = attribution_curve(tables, ns, k, repeats, seed)
+    write_csv_atomic(curve, out_csv)
+    write_json_atomic({**budget_choice(curve, target_jaccard), **provenance(
+        {"tables": {str(g): str(p) for g, p in tables.items()}, "ns": list(ns), "k": int(k),
+         "repeats": int(repeats), "seed": int(seed)})}, out_json)
+    return curve
+
+
+def prepare_pool(task: str, pool_prompts: int, study_prepared: str, seed: int,
+                 params: dict[str, Any] | None, out_path: str) -> pd.DataFrame:
+    """A larger pool of attribution prompts for the reliability curve, never a held-out one:
+    the task's loader asked for pool_prompts + |held-out| rows (seeded as the study's split),
+    the study's held-out questions (study_prepared) dropped, the first pool_prompts kept, all
+    in split "attribution". Written in the prepared format (ipg.tasks.prepare)."""
+    from ipg.tasks.prepare import prepare_task, read_prepared, write_prepared
+
+    heldout = read_prepared(study_prepared, split="heldout")
+    held = {" ".join(q.split()) for q in heldout["question"]}
+    frame = prepare_task(task, int(pool_prompts) + len(held), 1, int(seed), params)
+    keep = frame[~frame["question"].map(lambda q: " ".join(q.split()) in held)]
+    keep = keep[keep["split"] == "attribution"].head(int(pool_prompts)).assign(split="attribution")
+    if len(keep) < int(pool_prompts):
+        raise IPGError(f"task '{task}' has only {len(keep)} distinct questions outside its held-out "
+                       f"split, fewer than reliability.pool_prompts={pool_prompts}; lower it")
+    write_prepared(keep.reset_index(drop=True), out_path)
+    return keep
+
+
+def cross_split(pp_a: np.ndarray, pp_b: np.ndarray, n: int, k: int, repeats: int = 50,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Spearman and top-k Jaccard of the mean scores of n random prompts of attribution A vs
+    n random prompts of attribution B (the same units in the same column order): the
+    between-attribution agreement at the size of a split half, so that it can be read against
+    split_half(pp_a, n) and split_half(pp_b, n) on equal terms."""
+    a_all, b_all = _check(pp_a, k), _check(pp_b, k)
+    if a_all.shape[1] != b_all.shape[1]:
+        raise IPGError(f"cross split: the attributions score {a_all.shape[1]} and "
+                       f"{b_all.shape[1]} units; compare one model and granularity")
+    if int(n) != n or n < 1 or n > min(a_all.shape[0], b_all.shape[0]):
+        raise IPGError(f"cross split size n={n} must lie in 1..{min(a_all.shape[0], b_all.shape[0])}")
+    rng = np.random.default_rng(seed)
+    rho, jac = np.empty(int(repeats)), np.empty(int(repeats))
+    for r in range(int(repeats)):
+        a = a_all[rng.permutation(a_all.shape[0])[:n]].mean(axis=0)
+        b = b_all[rng.permutation(b_all.shape[0])[:n]].mean(axis=0)
+        rho[r] = spearman(a, b)
+        jac[r] = _jaccard_idx(top_k(a, k), top_k(b, k))
+    return {"spearman": rho, "jaccard": jac}
+
+
+def retest_vs_cross(pp_a: np.ndarray, pp_b: np.ndarray, k: int, repeats: int = 50,
+                    seed: int = 0) -> dict[str, float]:
+    """At n = half the smaller prompt set: the mean top-k Jaccard / Spearman between A and B
+    (cross_*) and within A and within B (retest_*: the mean of their split halves)."""
+    n = min(np.asarray(pp_a).shape[0], np.asarray(pp_b).shape[0]) // 2
+    if n < 1:
+        nan = float("nan")
+        return {"half": 0, "cross_jaccard_half": nan, "cross_spearman_half": nan,
+                "retest_jaccard_half": nan, "retest_spearman_half": nan}
+    cross = cross_split(pp_a, pp_b, n, k, repeats, seed)
+    ra, rb = split_half(pp_a, n, k, repeats, seed), split_half(pp_b, n, k, repeats, seed)
+    return {"half": int(n),
+            "cross_jaccard_half": float(np.nanmean(cross["jaccard"])),
+            "cross_spearman_half": float(np.nanmean(cross["spearman"])),
+            "retest_jaccard_half": float(np.nanmean(np.r_[ra["jaccard"], rb["jaccard"]])),
+            "retest_spearman_half": float(np.nanmean(np.r_[ra["spearman"], rb["spearman"]]))}
