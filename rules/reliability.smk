@@ -22,12 +22,14 @@ def reliability_inputs(w):
 
 def reliability_ipg(w):
     """The study's IPG params for the model and granularity (as sensitivity_params builds
-    them; max_residual null: the residual is measured) on the first G samples of each prompt."""
+    them; max_residual null: the residual is measured), reliability.ipg over them, on the first
+    G samples of each prompt."""
     params = {"max_residual": None}
     params.update(config["attribution"]["granularity_params"].get(w.granularity, {}))
     for entry in config["study"]:
         if entry["model"] == w.model:
             params.update(entry.get("attribution", {}))
+    params.update(config["reliability"]["ipg"])
     params["max_samples_per_prompt"] = int(w.variant[1:])
     return canonical(params)
 

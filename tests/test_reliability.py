@@ -95,3 +95,45 @@ def test_cross_split_separates_shared_from_task_specific_signal():
     # half the signal task-specific: Pearson of the true scores is 1/2, so cross << retest
     assert diff["cross_spearman_half"] < diff["retest_spearman_half"] - 0.2
     assert diff["cross_jaccard_half"] < diff["retest_jaccard_half"]
+
+
+def test_curve_files_report_table_and_figure(tmp_path):
+    """write_curve on attribution files -> the report's loader, table, figure and retest table."""
+    from ipg.attribution.table import make_attribution, write_attribution
+    from ipg.reliability import budget_choice, write_curve
+    from ipg.report import figures_reliability as frel
+    from ipg.report.collect import load_attributions, load_reliability, load_retest
+    from ipg.report.plotting import setup
+
+    rng = np.random.default_rng(5)
+    n_units, units = 120, [f"L0.mlp.n{i}" for i in range(120)]
+    true = rng.normal(size=n_units)
+    tables = {}
+    for g, noise in ((2, 6.0), (4, 3.0)):  # more samples per prompt: less noise per prompt
+        att = make_attribution(units, [0] * n_units, range(n_units),
+                               true + noise * rng.normal(size=(32, n_units)),
+                               [f"p{i}" for i in range(32)], "neurons", "ipg")
+        tables[g] = tmp_path / f"G{g}.parquet"
+        write_attribution(att, tables[g], tmp_path / f"G{g}.json")
+    out = tmp_path / "results" / "reliability" / "organism" / "arith"
+    curve = write_curve({g: str(p) for g, p in tables.items()}, [2, 8, 16, 64], 12, 10, 0, 0.5,
+                        str(out / "neurons.csv"), str(out / "neurons.json"))
+    assert sorted(curve["n"].unique()) == [2, 8, 16]  # 64 > 32 / 2 is dropped
+    at16 = curve[curve["n"] == 16].set_index("G")["spearman"]
+    assert at16[4] > at16[2]  # less per-prompt noise, more reliable
+    choice = budget_choice(curve, 0.0)["choice"]
+    assert choice == {**choice, "n": 2, "G": 2}  # the cheapest cell reaches a zero target
+    assert budget_choice(curve, 1.01)["choice"] is None
+    frame = load_reliability(tmp_path / "results")
+    assert set(frame["granularity"]) == {"neurons"} and len(frame) == len(curve)
+    assert len(frel.reliability_table(frame)) == len(curve)
+    setup()
+    assert frel.reliability_curves(frame, tmp_path / "fig.png").exists()
+    assert isinstance(frel.reliability_curves(frame.iloc[:0], tmp_path / "none.png"), str)
+    # the retest table of study attributions
+    att_dir = tmp_path / "results" / "attribution" / "organism" / "arith" / "neurons"
+    att_dir.mkdir(parents=True)
+    for ext in ("parquet", "json"):
+        (att_dir / f"ipg.{ext}").write_bytes((tmp_path / f"G4.{ext}").read_bytes())
+    retest = load_retest(load_attributions(tmp_path / "results"), lambda m, g: 500)
+    assert len(retest) == 1 and retest["k"].iloc[0] == n_units and retest["half"].iloc[0] == 16
