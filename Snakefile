@@ -60,6 +60,10 @@ SENSITIVITY = [L.path(L.SENSITIVITY, RESULTS, model=m, task=t, granularity=g) + 
 CROSS_TASK_ATTRIBUTIONS = [L.path(L.ATTRIBUTION, RESULTS, model=m, task=t, granularity=g, method=meth)
                            for m, t, g, meth in cross_task_targets(config)]
 CROSS_TASK = [L.path(L.CROSS_TASK, RESULTS, model=config["cross_task"]["model"])] if cross_task_on(config) else []
+# reliability curve (config: reliability; rules/reliability.smk): IPG vs n prompts and G
+_REL = config.get("reliability") or {}
+RELIABILITY = ([L.path(L.RELIABILITY_CURVE, RESULTS, model=_REL["model"], task=_REL["task"], granularity=g) + ".csv"
+                for g in _REL["granularities"]] if _REL.get("model") else [])
 REPORT_INPUTS = (
     [L.path(L.TRAJECTORY_METRICS, RESULTS)]
     + [f"{a}{ext}" for a in ATTRIBUTIONS for ext in (".parquet", ".json")]
@@ -67,6 +71,7 @@ REPORT_INPUTS = (
     + [L.path(L.SAE, RESULTS, model=m) for m in SAE_MODELS]
     + SENSITIVITY
     + CROSS_TASK
+    + RELIABILITY
 )
 # SAEs are trained on the trajectories of each model's first task.
 TRAIN_SAE_TASK = {e["model"]: e["tasks"][0] for e in config["study"]}
@@ -99,6 +104,7 @@ include: "rules/attribution.smk"
 include: "rules/intervention.smk"
 include: "rules/sensitivity.smk"
 include: "rules/cross_task.smk"
+include: "rules/reliability.smk"
 include: "rules/report.smk"
 include: "rules/bench.smk"
 

@@ -128,3 +128,30 @@ def test_bad_sections_fail_in_one_line(section, where):
         validate_config(_cfg(**section))
     message = str(err.value)
     assert where in message and "\n" not in message
+
+
+def test_retest_level_from_per_prompt_scores():
+    """Attributions with per-prompt scores get the retest level: a task pair sharing all its
+    signal agrees as well across tasks as within one; a pair with task-specific signal less.
+    Score frames without per-prompt scores get NaN, not an error."""
+    import numpy as np
+
+    from ipg.attribution.table import make_attribution
+
+    rng = np.random.default_rng(0)
+    n_units, units = 200, [f"L0.mlp.n{i}" for i in range(200)]
+    shared, own = rng.normal(size=n_units), rng.normal(size=n_units)
+
+    def att(signal):
+        pp = signal + 0.5 * rng.normal(size=(30, n_units))
+        return make_attribution(units, [0] * n_units, range(n_units), pp,
+                                [f"p{i}" for i in range(30)], "neurons", "ipg")
+
+    tables = {"a": att(shared), "a2": att(shared), "b": att(shared + 1.5 * own)}
+    rows = overlap_rows(tables, 20, "neurons", "ipg").set_index(["task_a", "task_b"])
+    assert (rows["half"] == 15).all()
+    same, diff = rows.loc[("a", "a2")], rows.loc[("a", "b")]
+    assert abs(same["cross_jaccard_half"] - same["retest_jaccard_half"]) < 0.1
+    assert diff["cross_spearman_half"] < diff["retest_spearman_half"] - 0.2
+    frames = overlap_rows({"short": planted([0, 1, 2]), "long": planted([1, 2, 3])}, 3, "neurons", "ipg")
+    assert frames["retest_jaccard_half"].isna().all()

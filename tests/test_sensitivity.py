@@ -127,3 +127,29 @@ def test_variants_end_to_end(tiny_qwen2_dir, trajectories, tmp_path) -> None:
     with pytest.raises(IPGError, match="unknown IPG config key 'mm'"):
         run_variant(str(tiny_qwen2_dir), str(trajectories), "neurons", {"mm": 3}, tmp_path / "x.pq",
                     tmp_path / "x.json")
+
+
+@pytest.mark.parametrize("noise, spearman_ok", [(0.0, lambda r: r == pytest.approx(1.0)),
+                                                (1.0, lambda r: abs(r) < 0.15)])
+def test_summary_carries_the_base_retest_level(tmp_path, noise, spearman_ok) -> None:
+    """Identical prompts: the base's halves agree perfectly (retest 1); pure noise: ~0."""
+    from ipg.attribution.table import make_attribution, write_attribution
+    from ipg.statistics import expected_random_jaccard
+
+    rng = np.random.default_rng(0)
+    n_units = 300
+    signal = rng.normal(size=n_units) * (1.0 - noise)
+    runs = {}
+    for name in ("base", "other"):
+        pp = signal + noise * rng.normal(size=(16, n_units))
+        att = make_attribution([f"L0.mlp.n{i}" for i in range(n_units)], [0] * n_units,
+                               range(n_units), pp, [f"p{i}" for i in range(16)], "neurons", "ipg",
+                               {"variant_params": {}})
+        runs[name] = (tmp_path / f"{name}.parquet", tmp_path / f"{name}.json")
+        write_attribution(att, *runs[name])
+    row = summarize_sensitivity(runs, 30).iloc[0]
+    assert spearman_ok(row["retest_spearman_half"])
+    if noise == 0.0:
+        assert row["retest_jaccard_half"] == 1.0 and row["retest_spearman_full_sb"] == pytest.approx(1.0)
+    else:
+        assert abs(row["retest_jaccard_half"] - expected_random_jaccard(n_units, 30, 30)) < 0.05

@@ -9,7 +9,13 @@ above chance means the method picks the same units whatever the task.
 
 results/cross_task/{model}.csv: granularity, method, task_a, task_b, k, n_units, n_common,
 jaccard, chance, zero_scores (True when a table's scores are all 0, e.g. no prompt with a
-nonzero advantage: its "top-k" is the table's order, not an attribution).
+nonzero advantage: its "top-k" is the table's order, not an attribution), and the retest level
+(ipg.reliability.retest_vs_cross, from the tables' per-prompt scores; NaN without them): at
+`half` prompts per side (half the smaller prompt set), cross_jaccard_half is the Jaccard
+between a random half of task A's prompts and one of task B's, retest_jaccard_half the mean
+Jaccard of two disjoint halves of the same task (A's and B's). Chance is the floor, the retest
+level the ceiling: cross near retest means the tasks' units agree as well as the method agrees
+with itself on new prompts of one task.
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import pandas as pd
 from ipg.errors import IPGError
 
 COLUMNS = ["granularity", "method", "task_a", "task_b", "k", "n_units", "n_common", "jaccard",
-           "chance", "zero_scores"]
+           "chance", "zero_scores", "half", "cross_jaccard_half", "retest_jaccard_half",
+           "cross_spearman_half", "retest_spearman_half"]
+RETEST_REPEATS = 50  # random splits per task pair for the retest level
 
 
 def _scores(table: Any) -> pd.DataFrame:
@@ -31,6 +39,33 @@ def _scores(table: Any) -> pd.DataFrame:
 
         return read_attribution(table).scores
     return getattr(table, "scores", table)
+
+
+def _per_prompt(table: Any, units: list[str]):
+    """The table's per-prompt scores [n_prompts, n_units] in `units` order, or None (a frame
+    without them, or fewer than 2 prompts)."""
+    import numpy as np
+
+    if isinstance(table, (str, Path)):
+        from ipg.attribution.table import read_attribution
+
+        table = read_attribution(table)
+    pp = getattr(table, "per_prompt", None)
+    if pp is None or pp.shape[0] < 2:
+        return None
+    order = {u: i for i, u in enumerate(table.scores["unit"])}
+    return np.asarray(pp)[:, [order[u] for u in units]]
+
+
+def _retest(tables: Mapping[str, Any], a: str, b: str, k: int, units: list[str]) -> dict[str, Any]:
+    from ipg.reliability import retest_vs_cross
+
+    pa, pb = _per_prompt(tables[a], units), _per_prompt(tables[b], units)
+    if pa is None or pb is None:
+        nan = float("nan")
+        return {"half": 0, "cross_jaccard_half": nan, "retest_jaccard_half": nan,
+                "cross_spearman_half": nan, "retest_spearman_half": nan}
+    return retest_vs_cross(pa, pb, k, RETEST_REPEATS)
 
 
 def overlap_rows(tables: Mapping[str, Any], k: int, granularity: str, method: str) -> pd.DataFrame:
@@ -57,11 +92,16 @@ def overlap_rows(tables: Mapping[str, Any], k: int, granularity: str, method: st
     sets = selected_sets(scores, k_here, "signed")
     zero = {task: bool((s["score"] == 0).all()) for task, s in scores.items()}
     pairs = jaccard_table(sets, n_units=n_units)
+    unit_order = list(scores[first]["unit"])
+    retest = pd.DataFrame([_retest(tables, a, b, k_here, unit_order)
+                           for a, b in zip(pairs["a"], pairs["b"])],
+                          columns=COLUMNS[-5:], index=pairs.index)
     return pd.DataFrame({
         "granularity": granularity, "method": method,
         "task_a": pairs["a"], "task_b": pairs["b"], "k": k_here, "n_units": n_units,
         "n_common": pairs["n_common"], "jaccard": pairs["jaccard"], "chance": pairs["chance"],
         "zero_scores": [zero[a] or zero[b] for a, b in zip(pairs["a"], pairs["b"])],
+        **{c: retest[c] for c in COLUMNS[-5:]},
     }, columns=COLUMNS)
 
 

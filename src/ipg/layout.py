@@ -27,6 +27,10 @@ TRANSFER = "{results}/transfer/{source}__to__{target}/{task}/{granularity}/{meth
 SENSITIVITY_VARIANT = "{results}/sensitivity/{model}/{task}/{granularity}/{variant}"
 SENSITIVITY = "{results}/sensitivity/{model}/{task}/{granularity}"  # + .csv / .json
 CROSS_TASK = "{results}/cross_task/{model}.csv"
+RELIABILITY_POOL = "{results}/reliability/{task}/pool.parquet"
+RELIABILITY_TRAJECTORIES = "{results}/reliability/{model}/{task}/trajectories"  # + .parquet / .json
+RELIABILITY_VARIANT = "{results}/reliability/{model}/{task}/{granularity}/{variant}"  # + .parquet / .json
+RELIABILITY_CURVE = "{results}/reliability/{model}/{task}/{granularity}"  # + .csv / .json
 TRACKING_STORE = "{results}/tracking/store.ready"
 TRACKING_INGESTED = "{results}/tracking/ingested.json"
 

@@ -30,6 +30,8 @@ CPU_TORCH_RULES = {
     "cross_task": "compares selected unit sets",
     "sensitivity": "summarizes the sensitivity variants' tables",
     "bench_workflow": "times `snakemake -n`",
+    "reliability_pool": "draws the reliability stage's prompt pool",
+    "reliability": "computes the reliability curve from attribution tables",
 }
 _RULE = re.compile(r"^rule\s+(\w+)\s*:", flags=re.M)
 

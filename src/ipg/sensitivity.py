@@ -16,7 +16,12 @@ summary columns (`SUMMARY_COLUMNS`), per variant:
 - completeness_residual: the run's pooled residual sum_x |sum_i IPG_ix - delta_x| / sum_x |delta_x|
   (ipg.attribution.completeness: the study's one figure of merit, the one max_residual bounds);
 - wall_seconds: the attribution's own wall time (model loading excluded);
-- params: the variant's keys that differ from the base (JSON), n_prompts_nonzero_advantage.
+- params: the variant's keys that differ from the base (JSON), n_prompts_nonzero_advantage;
+- retest_spearman_half, retest_jaccard_half, retest_spearman_full_sb: the base run's own retest
+  level (ipg.reliability.whole_split_half on its per-prompt scores: two disjoint halves of its
+  prompts; the Spearman-Brown projection to the full prompt set). The variants share the base's
+  prompts, so a variant agreeing with the base less than the base's halves agree with each other
+  moves the ranking more than drawing new prompts does. NaN without per-prompt scores.
 """
 from __future__ import annotations
 
@@ -32,7 +37,9 @@ from ipg.errors import IPGError
 SAMPLES_KEY = "max_samples_per_prompt"  # a variant key handled here, not an IPGConfig key
 SUMMARY_COLUMNS = ["variant", "params", "n_units", "top_k", "spearman", "jaccard_topk",
                    "chance_jaccard", "completeness_residual", "wall_seconds",
-                   "n_prompts_nonzero_advantage", "samples_per_prompt"]
+                   "n_prompts_nonzero_advantage", "samples_per_prompt", "retest_spearman_half",
+                   "retest_jaccard_half", "retest_spearman_full_sb"]
+RETEST_REPEATS = 50  # random splits of the base's prompts for its retest level
 
 
 def first_samples(trajectories: pd.DataFrame, g: int) -> pd.DataFrame:
@@ -128,6 +135,7 @@ def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.P
     tables = {name: read_attribution(pq, js) for name, (pq, js) in runs.items()}
     ref = tables[base]
     ref_params = ref.metrics.get("variant_params") or {}
+    retest = _retest_level(ref, int(top_k))
     rows = []
     for name, att in tables.items():
         m = att.metrics
@@ -139,8 +147,23 @@ def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.P
                                                     m.get("completeness_residual")),
                      "wall_seconds": m.get("wall_seconds"),
                      "n_prompts_nonzero_advantage": m.get("n_prompts_nonzero_advantage"),
-                     "samples_per_prompt": m.get("samples_per_prompt")})
+                     "samples_per_prompt": m.get("samples_per_prompt"), **retest})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _retest_level(att: Any, top_k: int) -> dict[str, float]:
+    """The base run's split-half retest level (NaN with fewer than 2 prompts)."""
+    from ipg.reliability import whole_split_half
+
+    nan = float("nan")
+    pp = att.per_prompt
+    if pp.shape[0] < 2 or not 1 <= top_k <= pp.shape[1]:
+        return {"retest_spearman_half": nan, "retest_jaccard_half": nan,
+                "retest_spearman_full_sb": nan}
+    level = whole_split_half(pp, top_k, RETEST_REPEATS)
+    return {"retest_spearman_half": level["spearman_half"],
+            "retest_jaccard_half": level["jaccard_half"],
+            "retest_spearman_full_sb": level["spearman_full_sb"]}
 
 
 def write_summary(runs: Mapping[str, tuple[str, str]], top_k: int, out_csv: str | os.PathLike,

@@ -151,6 +151,11 @@ def synthetic_study(tmp_path) -> Path:
     write_cross_task(targets, [res / "attribution" / "synthA" / t / g / f"{meth}.parquet"
                                for t, g, meth in targets],
                      {"neurons": 8, "heads": 2}, res / "cross_task" / "synthA.csv")
+    from ipg.reliability import write_curve  # the reliability stage's own code
+
+    rel = res / "reliability" / "synthA" / "task1"
+    write_curve({2: res / "attribution" / "synthA" / "task1" / "neurons" / "ipg.parquet"}, [1, 2],
+                4, 5, 0, 0.5, str(rel / "neurons.csv"), str(rel / "neurons.json"))
     (root / "benchmarks" / "train_sae.tsv").write_text("s\th:m:s\tmax_rss\n12.0\t0:00:12\t800\n")
     bench = root / "reports" / "bench" / "attribution.csv"
     bench.parent.mkdir(parents=True, exist_ok=True)

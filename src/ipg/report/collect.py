@@ -39,6 +39,12 @@ SENSITIVITY_COLUMNS = ["model", "task", "granularity", "variant", "spearman", "j
                        "completeness_residual", "wall_seconds"]
 CROSS_TASK_COLUMNS = ["model", "granularity", "method", "task_a", "task_b", "k", "n_units",
                       "n_common", "jaccard", "chance"]
+RELIABILITY_COLUMNS = ["model", "task", "granularity", "G", "n", "repeats", "k", "n_units",
+                       "spearman", "spearman_lo", "spearman_hi", "jaccard", "jaccard_lo",
+                       "jaccard_hi", "chance_jaccard"]
+RETEST_COLUMNS = ["model", "task", "granularity", "method", "n_prompts", "half", "k", "n_units",
+                  "spearman_half", "spearman_half_lo", "spearman_half_hi", "jaccard_half",
+                  "jaccard_half_lo", "jaccard_half_hi", "chance_jaccard", "spearman_full_sb"]
 RANDOM_LABEL = "random"  # methods whose name starts with this are draws of the random control
 
 
@@ -55,6 +61,8 @@ class Study:
     sensitivity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SENSITIVITY_COLUMNS))
     cross_task: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CROSS_TASK_COLUMNS))
     steering_rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEERING_KEYS))
+    reliability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RELIABILITY_COLUMNS))
+    retest: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RETEST_COLUMNS))
     notes: list[str] = field(default_factory=list)
 
 
@@ -234,6 +242,39 @@ def load_cross_task(results: Path, allowed: set[Path] | None = None) -> pd.DataF
     return frame.reindex(columns=CROSS_TASK_COLUMNS + rest)
 
 
+def load_reliability(results: Path, allowed: set[Path] | None = None) -> pd.DataFrame:
+    """The reliability curves (results/reliability/{model}/{task}/{granularity}.csv), one row
+    per G x n (model, task, granularity added)."""
+    parts = []
+    for path in _found(results / "reliability", "*/*/*.csv", allowed):
+        model, task = path.parts[-3:-1]
+        parts.append(pd.read_csv(path).assign(model=model, task=task, granularity=path.stem))
+    if not parts:
+        return pd.DataFrame(columns=RELIABILITY_COLUMNS)
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.reindex(columns=RELIABILITY_COLUMNS)
+
+
+def load_retest(attributions: pd.DataFrame, k_of, repeats: int = 50) -> pd.DataFrame:
+    """The split-half retest level of every attribution (ipg.reliability.whole_split_half on
+    its own per-prompt scores): k_of(model, granularity) gives the steered k (capped at the
+    number of units); attributions with fewer than 2 prompts are skipped."""
+    from ipg.attribution.table import read_attribution
+    from ipg.reliability import whole_split_half
+
+    rows = []
+    for r in attributions.itertuples(index=False):
+        if not Path(r.path).exists():
+            continue
+        pp = read_attribution(r.path).per_prompt
+        if pp.shape[0] < 2 or pp.shape[1] < 1:
+            continue
+        k = max(1, min(int(k_of(r.model, r.granularity)), pp.shape[1]))
+        rows.append({"model": r.model, "task": r.task, "granularity": r.granularity,
+                     "method": r.method, **whole_split_half(pp, k, repeats)})
+    return pd.DataFrame(rows, columns=RETEST_COLUMNS)
+
+
 def load_walltimes(benchmarks: Path, skip: tuple[str, ...] = ("report",),
                    files: Iterable[str | Path] | None = None) -> pd.DataFrame:
     """Snakemake benchmark files: one row per job (rule = first folder or the file's stem).
@@ -282,6 +323,7 @@ def collect(results_dir: str | Path, reports_dir: str | Path = L.DEFAULT_REPORTS
         walltimes=load_walltimes(Path(benchmarks_dir), files=benchmark_files),
         sensitivity=load_sensitivity(results, allowed),
         cross_task=load_cross_task(results, allowed),
+        reliability=load_reliability(results, allowed),
     )
 
 
@@ -315,4 +357,11 @@ def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = L.BENC
         out += [f"{b}/sample_trajectories/{model}/{t}/{seed}.tsv" for _, t, _, _ in targets]
         out += [f"{b}/attribute/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in targets]
         out.append(f"{b}/cross_task/{model}.tsv")
+    rel = config.get("reliability") or {}
+    if rel.get("model"):  # rules/reliability.smk
+        m, t = rel["model"], rel["task"]
+        out += [f"{b}/reliability_pool/{t}.tsv", f"{b}/reliability_sample/{m}/{t}.tsv"]
+        for g in rel["granularities"]:
+            out.append(f"{b}/reliability/{m}/{t}/{g}.tsv")
+            out += [f"{b}/reliability_attribute/{m}/{t}/{g}/G{n}.tsv" for n in sorted(rel["G"])]
     return list(dict.fromkeys(out))

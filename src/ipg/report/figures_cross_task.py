@@ -1,6 +1,7 @@
 """Figure and table of the cross-task stage (the paper's Fig. 4b; ipg.cross_task): the Jaccard
 overlap of the top-k units one model selects on each pair of tasks, next to chance (the expected
-Jaccard of two random k-sets of the same n units).
+Jaccard of two random k-sets of the same n units) and the retest level (the Jaccard of two
+disjoint halves of one task's prompts, next to the cross-task Jaccard of halves of the same size).
 
 Input: the `cross_task` frame of ipg.report.collect (results/cross_task/{model}.csv, one row per
 granularity x method x task pair, model added). Absent data gives a skip note, never an error.
@@ -14,7 +15,8 @@ import pandas as pd
 from ipg.report.plotting import facets, save
 
 TABLE_COLUMNS = ["model", "granularity", "method", "task_a", "task_b", "k", "n_units",
-                 "n_common", "jaccard", "chance", "ratio_to_chance"]
+                 "n_common", "jaccard", "chance", "ratio_to_chance", "half", "cross_jaccard_half",
+                 "retest_jaccard_half"]
 
 
 def cross_task_table(cross_task: pd.DataFrame) -> pd.DataFrame:
@@ -53,8 +55,13 @@ def cross_task_heatmap(cross_task: pd.DataFrame, path: Path) -> Path | str:
         zero = " (scores all 0)" if "zero_scores" in rows and rows["zero_scores"].astype(bool).any() else ""
         k, n = int(rows["k"].iloc[0]), int(rows["n_units"].iloc[0])
         keys.append((m, g, meth))
+        retest = ""
+        if "retest_jaccard_half" in rows and rows["retest_jaccard_half"].notna().any():
+            retest = (f"\nhalves of {int(rows['half'].min())} prompts: cross "
+                      f"{float(rows['cross_jaccard_half'].mean()):.2f} vs retest "
+                      f"{float(rows['retest_jaccard_half'].mean()):.2f} (orange)")
         titles.append((f"{m} · {g} · {meth}{zero}",
-                       f"top-{k} of {n}; chance {float(rows['chance'].mean()):.3f} (red)"))
+                       f"top-{k} of {n}; chance {float(rows['chance'].mean()):.3f} (red){retest}"))
     n_tasks = max(len(_matrix(frame[(frame["model"] == m) & (frame["granularity"] == g)
                                     & (frame["method"] == meth)])) for m, g, meth in keys)
     side = max(3.4, 0.9 * n_tasks + 1.6)
@@ -69,6 +76,10 @@ def cross_task_heatmap(cross_task: pd.DataFrame, path: Path) -> Path | str:
                     cbar_kws={"label": "Jaccard of the top-k sets", "shrink": 0.8})
         chance = float(rows["chance"].mean())  # the expected Jaccard of two random k-sets
         ax.collections[0].colorbar.ax.axhline(chance, color="tab:red", lw=2)
+        if "retest_jaccard_half" in rows and rows["retest_jaccard_half"].notna().any():
+            # the method's own retest agreement (split halves of one task's prompts)
+            ax.collections[0].colorbar.ax.axhline(float(rows["retest_jaccard_half"].mean()),
+                                                  color="tab:orange", lw=2)
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.tick_params(axis="x", rotation=30, labelsize=8)

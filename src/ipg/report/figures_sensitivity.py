@@ -4,7 +4,7 @@ Eq. 2 quadrature), against the study's IPG on the same model, task and granulari
 
 Input: the `sensitivity` frame of ipg.report.collect (results/sensitivity/{model}/{task}/{gran}.csv,
 one row per variant: spearman and jaccard_topk against the base ranking, completeness_residual,
-wall_seconds). Absent data gives a skip note, never an error.
+wall_seconds, and the base's retest level, drawn as an orange dashed line on the agreement panels). Absent data gives a skip note, never an error.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ PANELS = [("spearman", "Spearman rank corr. with the base", False),
 def sensitivity_table(sensitivity: pd.DataFrame) -> pd.DataFrame:
     """The table shown in the report: one row per model/task/granularity/variant."""
     cols = ["model", "task", "granularity", "variant", "spearman", "jaccard_topk",
-            "completeness_residual", "wall_seconds"]
+            "completeness_residual", "wall_seconds", "retest_spearman_half", "retest_jaccard_half",
+            "retest_spearman_full_sb"]
     if sensitivity.empty:
         return sensitivity.reindex(columns=cols)
     return sensitivity.reindex(columns=cols).sort_values(cols[:4]).reset_index(drop=True)
@@ -57,6 +58,10 @@ def sensitivity_bars(sensitivity: pd.DataFrame, path: Path) -> Path | str:
                 ax.axvline(float(bound.iloc[0]), color="tab:red", ls="--", lw=1)
         elif column in ("spearman", "jaccard_topk"):
             ax.set_xlim(min(0.0, float(np.nanmin(values))) if len(values) else 0.0, 1.0)
+            level = {"spearman": "retest_spearman_half", "jaccard_topk": "retest_jaccard_half"}[column]
+            if level in sub.columns and sub[level].notna().any():
+                # the base's own retest level: two disjoint halves of its prompts
+                ax.axvline(float(sub[level].iloc[0]), color="tab:orange", ls="--", lw=1)
         ax.set_xlabel(label.split(" (")[0] if log else label)
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from ipg.report import figures_cross_task as fct
+from ipg.report import figures_reliability as frel
 from ipg.report import figures_sensitivity as fsens
 from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
-from ipg.report.collect import Study, collect
+from ipg.report.collect import Study, collect, load_retest
 from ipg.report.findings import configured_ks, reference_k
 from ipg.report.verdicts import COLUMNS as VERDICT_COLUMNS
 from ipg.report.verdicts import build_verdicts, design_table, headline, settings
@@ -37,6 +38,7 @@ CAPTIONS = {
     "completeness": ("Completeness residuals", "Relative completeness residual per prompt, abs(sum_i IPG_i - (Phi(h) - Phi(h'))) / abs(Phi(h) - Phi(h')), its median over the prompts with an advantage, of every IPG run, on a log scale, by granularity; the red line is 1% (the target). The attribution table also lists the residual of the prompts' mean (ill-conditioned when prompts' deltas cancel) and the pooled residual (sum of absolute errors over sum of absolute deltas) that the max_residual bound checks. Large residuals mean too few path points; points at the floor are exactly zero (e.g. no prompt had a nonzero advantage, so there was nothing to attribute)."),
     "bench_targets": ("Engine benchmark vs targets", "Each engine benchmark's value divided by its target threshold (log scale; 1 = on target). For '>=' targets bars right of 1 meet them, for '<=' targets bars left of 1 do; the colour says which way it went."),
     "sensitivity": ("Estimator sensitivity", "For each variant of IPG's estimator (baseline, advantage, samples per prompt G, path points m), its agreement with the study's IPG on the same model, task and granularity: Spearman correlation of the unit scores and Jaccard overlap of the top-k sets (1 = identical), its completeness residual (log scale; red line 1%) and its wall time. Variants near 1 on both agreement panels do not change which units IPG selects."),
+    "reliability": ("Attribution reliability (retest curve)", "Agreement of two IPG attributions on disjoint random halves of a pool of attribution-split prompts (config: reliability), against the prompts per half n, one line per samples per prompt G, band: 2.5-97.5 % over random splits. Left: Spearman of the two halves' unit scores; right: Jaccard of their signed top-k sets (k: the largest steered k), with chance (dotted) and the target 0.5 (dashed). Cross-task and cross-variant overlaps are read against this level: two runs of the same method on different prompts of the same task agree only this much."),
     "cross_task_jaccard": ('Overlap across tasks (cross-task stage)', "Jaccard overlap of the signed top-k units one model selects on each pair of tasks (config: cross_task), one tasks x tasks heat map per granularity and method; each panel's title gives k, the number of units n and chance, the expected Jaccard of two random k-sets of n units (the red mark on the colour bar). Values well above chance mean the method picks the same units whatever the task; values near chance, task-specific units."),
     "sharpening_control": ("Sharpening control", "Accuracy vs mean next-token entropy (log scale). The black curve is the unsteered model sampled at the control temperatures (T labels, including the sampling temperature); triangles are steered conditions (up = enhanced, down = suppressed). An enhancement gain is more than sharpening only if its triangle sits above the black curve at the same entropy."),
 }
@@ -75,6 +77,8 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
             "sae": study.sae[sae_cols] if len(study.sae) else study.sae,
             "sensitivity": fsens.sensitivity_table(study.sensitivity),
             "cross_task": fct.cross_task_table(study.cross_task),
+            "reliability": frel.reliability_table(study.reliability),
+            "retest": frel.retest_table(study.retest),
             "walltimes": walltimes}
 
 
@@ -121,6 +125,8 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
         "completeness": lambda p: fu.completeness(study.attributions, p),
         "bench_targets": lambda p: fu.bench_targets(study.bench, p),
         "sensitivity": lambda p: fsens.sensitivity_bars(study.sensitivity, p),
+        "reliability": lambda p: frel.reliability_curves(
+            study.reliability, p, ((config or {}).get("reliability") or {}).get("target_jaccard", 0.5)),
         "cross_task_jaccard": lambda p: fct.cross_task_heatmap(study.cross_task, p),
         "sharpening_control": lambda p: fs.sharpening_control(steer, p, config),
     }
@@ -194,7 +200,9 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
     names = {"trajectories": "Trajectories (unsteered sampling)", "attribution": "Attribution runs",
              "sae": "SAE quality (held-out FVU, dead latents)",
              "sensitivity": "Estimator sensitivity (each IPG variant vs the study's IPG)",
-             "cross_task": "Cross-task overlap (top-k Jaccard of every task pair vs chance)",
+             "cross_task": "Cross-task overlap (top-k Jaccard of every task pair vs chance and the retest level)",
+             "reliability": "Reliability curve (split-half Spearman and top-k Jaccard vs n prompts and G)",
+             "retest": "Retest level of every attribution (split-half of its own prompts; spearman_full_sb: Spearman-Brown projection to the full prompt set)",
              "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
     lines += ["## Tables", ""]
     for name, frame in tabs.items():
@@ -222,6 +230,7 @@ def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir
     reports = Path(reports_dir)
     study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs, benchmark_files)
     config = dict(config) if config else None
+    study.retest = load_retest(study.attributions, lambda m, g: max(configured_ks(config, m, g) or [8]))
     findings = (build_verdicts(study.steering_rows, config,
                                ks_for=lambda m, g: configured_ks(config, m, g))
                 if len(study.steering_rows) else pd.DataFrame(columns=VERDICT_COLUMNS))
