@@ -1,5 +1,5 @@
 """Integrated Policy Gradient (IPG): find and steer the components of a reasoning model that
-drive an outcome of its chain of thought. See IPG_METHOD.md for the equations.
+drive an outcome of its chain of thought. See docs/method.md for the equations.
 
 The public API (ipg.api; imported on first use, so `import ipg` stays cheap):
 `ipg.sample`, `ipg.attribute`, `ipg.select_units`, `ipg.steer`."""

@@ -1,4 +1,4 @@
-"""Steering evaluation (IPG_METHOD.md, Eq. 4 "Control" and "Evaluation the paper reports").
+"""Steering evaluation (docs/method.md, Eq. 4 and "Evaluation: paired verdicts on held-out prompts").
 
 On the held-out prompts, sampled at the trajectories' temperature (never greedy):
 

@@ -1,5 +1,5 @@
-"""Summaries of steering rows and unit selections, without a model (IPG_METHOD.md,
-"Evaluation the paper reports").
+"""Summaries of steering rows and unit selections, without a model (docs/method.md,
+"Evaluation: paired verdicts on held-out prompts").
 
 - The row schema of ipg.evaluation (`ROW_COLUMNS`, `METRICS`, `BASELINE`).
 - `summarize`: per condition, means with bootstrap CIs over prompts (and seeds; ipg.statistics)

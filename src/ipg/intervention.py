@@ -1,4 +1,4 @@
-"""Control (Eq. 4 of IPG_METHOD.md): scale a set of units by gamma during any forward.
+"""Control (Eq. 4 of docs/method.md): scale a set of units by gamma during any forward.
 
     steer(model, units, gamma)               h_i <- gamma h_i              (mode "scale", Eq. 4)
     steer(model, units, gamma, mode="mean",  h_i <- m_i + gamma (h_i - m_i) (gamma = 0: mean-

@@ -1,4 +1,4 @@
-"""Outcome rewards R(tau) of a trajectory (IPG_METHOD.md, "The idea"): what IPG attributes.
+"""Outcome rewards R(tau) of a trajectory (docs/method.md, "Setting"): what IPG attributes.
 
 - accuracy ("reasoning capability"): 1.0 if the task's grader accepts the extracted answer.
 - length ("reasoning strength"): the number of generated reasoning tokens, i.e. all

@@ -1,6 +1,6 @@
 """Advantages A_j of the G trajectories sampled for one prompt (the R(tau) - b of Eq. 1).
 
-IPG_METHOD.md, "Estimator variants":
+docs/method.md, Eq. 1, advantages:
 - `loo` (default): leave-one-out baseline A_j = R_j - mean_{k != j} R_k. The baseline of
   sample j does not depend on tau_j, so (1/G) sum_j A_j grad log pi(tau_j) is an UNBIASED
   estimate of dJ/dh (Eq. 1). Equals G/(G-1) * (R_j - mean_k R_k).

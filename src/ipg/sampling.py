@@ -2,7 +2,7 @@
 
 The policy is pi(a_t | s_t) = softmax(logits_t / T) with top_p = 1 and no top_k, so the
 log-probabilities stored with each trajectory are exactly the sampler's (the log pi(tau; h)
-of Eq. 1 in IPG_METHOD.md, evaluated at the unmodified activation h). Each trajectory also
+of Eq. 1 in docs/method.md, evaluated at the unmodified activation h). Each trajectory also
 carries its mean next-token entropy, (1/T_gen) sum_t H(pi(. | s_t)) with
 H(pi) = -sum_a pi(a) log pi(a), from the same log-softmax: the quantity the sharpening
 control of the evaluation matches (a steered model vs the unsteered one at a lower temperature).

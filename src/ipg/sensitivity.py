@@ -1,4 +1,4 @@
-"""Sensitivity of IPG to its estimator choices (IPG_METHOD.md: the baseline h' of Eq. 2, the
+"""Sensitivity of IPG to its estimator choices (docs/method.md: the baseline h' of Eq. 2, the
 advantage A_j of Eq. 1, the number of samples G per prompt, the path points m of the Eq. 2
 quadrature): attribute the same trajectories once per variant and compare with the base run.
 

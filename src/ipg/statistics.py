@@ -1,6 +1,6 @@
 """Confidence intervals for steering results, paired differences, and overlap of unit sets.
 
-The evaluation (IPG_METHOD.md, "Evaluation the paper reports": seeds and confidence
+The evaluation (docs/method.md, "Evaluation: paired verdicts on held-out prompts": seeds and confidence
 intervals) measures a metric y[p, s] per held-out prompt p and sampling seed s (each itself a
 mean over the G samples of that prompt and seed). The quantity reported is the grand mean
 over prompts and seeds; its 95% interval comes from a bootstrap:

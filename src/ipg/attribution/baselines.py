@@ -1,5 +1,5 @@
 """The baseline attribution methods IPG is compared against, at the same granularity
-(IPG_METHOD.md, "Baselines the study compares IPG against"): Act, Freq, GxA, Contrastive and
+(docs/method.md, "Baselines"): Act, Freq, GxA, Contrastive and
 Random. IG-likelihood (Integrated Gradients of the plain log-likelihood, A_j = 1) reuses the
 IPG engine and lives in methods.py. Every method reads units through ipg.components and
 returns the same Attribution table as IPG, with per-prompt scores [n_prompts, n_units].

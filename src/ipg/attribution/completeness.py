@@ -1,4 +1,4 @@
-"""Completeness of IPG (IPG_METHOD.md, Eq. 2): per prompt, sum_i IPG_i = Phi(h) - Phi(h') up to
+"""Completeness of IPG (docs/method.md, Eq. 2): per prompt, sum_i IPG_i = Phi(h) - Phi(h') up to
 the quadrature error. The residuals every IPG run records, the bound it enforces, and the
 one-line error for non-finite scores.
 

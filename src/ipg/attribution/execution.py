@@ -1,6 +1,6 @@
 """How the engine's forwards run: mixed precision and decoder-layer activation checkpointing.
 
-Neither changes what is computed (Eqs. 1-3 of IPG_METHOD.md), only its cost:
+Neither changes what is computed (Eqs. 1-3 of docs/method.md), only its cost:
 
 - autocast "bfloat16": the model's matmuls run in bfloat16 (torch.autocast) while everything
   that sums stays float32: the LM head's logits are upcast before log-softmax / logsumexp

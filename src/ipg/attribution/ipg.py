@@ -1,4 +1,4 @@
-"""Integrated Policy Gradient (IPG_METHOD.md, Eqs. 1-3) with every estimator variant.
+"""Integrated Policy Gradient (docs/method.md, Eqs. 1-3) with every estimator variant.
 
 Off-policy IPG (default) is Integrated Gradients of the fixed surrogate
     Phi(h) = (1/G) sum_j A_j log pi(tau_j; h)

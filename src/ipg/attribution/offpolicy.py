@@ -1,4 +1,4 @@
-"""Off-policy IPG of one prompt (IPG_METHOD.md, Eqs. 1-2): Integrated Gradients of the fixed
+"""Off-policy IPG of one prompt (docs/method.md, Eqs. 1-2): Integrated Gradients of the fixed
 surrogate Phi(h) = sum_j (A_j / G) log pi(tau_j; h) along h' + alpha (h - h'), teacher-forced.
 
 Per group of the prompt's trajectories: one recording forward (h), one forward at alpha = 0

@@ -1,4 +1,4 @@
-"""Quadrature rules on [0, 1] for the path integral of Eq. 2 (IPG_METHOD.md).
+"""Quadrature rules on [0, 1] for the path integral of Eq. 2 (docs/method.md).
 
     integral_0^1 f(a) da  ~=  sum_k w_k f(a_k)
 

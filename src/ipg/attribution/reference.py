@@ -1,4 +1,4 @@
-"""The baseline activation h' of Eq. 2 (IPG_METHOD.md: "Baseline h' (choice)").
+"""The baseline activation h' of Eq. 2 (docs/method.md: Eq. 2, reference h').
 
 - zero (default): h' = 0 (for SAE latents: f' = 0, i.e. the decoded part removed).
 - mean: the dataset mean of h over the interpolated positions of all trajectories.

@@ -1,5 +1,5 @@
 """One call for a Snakemake script: load model (+ SAE) and trajectories, run IPG (Eqs. 1-3)
-or any method of attribution/methods.py (IPG_METHOD.md, "Baselines the study compares IPG
+or any method of attribution/methods.py (docs/method.md, "Baselines the study compares IPG
 against"), write the attribution table and its metrics.
 
     run_ipg(model_dir, trajectories_path, "neurons", params, out_parquet, out_metrics)

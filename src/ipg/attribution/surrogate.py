@@ -1,4 +1,4 @@
-"""The off-policy surrogate of IPG: Phi(h) = (1/G) sum_j A_j log pi(tau_j; h) (IPG_METHOD.md).
+"""The off-policy surrogate of IPG: Phi(h) = (1/G) sum_j A_j log pi(tau_j; h) (docs/method.md).
 
 log pi(tau; h) = sum_t log pi(a_t | s_t; h) over the GENERATED tokens only (Eq. 1), with
 pi = softmax(logits / T). The G trajectories of one prompt are teacher-forced in one batch

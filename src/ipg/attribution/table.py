@@ -1,5 +1,5 @@
 """The Attribution table every method returns (Eq. 3: S_i = mean over prompts), its files, and
-the selection of the top / bottom / largest-magnitude units (IPG_METHOD.md, Eq. 3 and
+the selection of the top / bottom / largest-magnitude units (docs/method.md, Eq. 3 and
 "Importance is not direction").
 
 Parquet layout: one row per unit: unit, layer, index, score, ci_lo, ci_hi, granularity,

@@ -1,6 +1,6 @@
 """The cost of a < 1% completeness residual: path points and seconds per quadrature rule.
 
-Completeness (IPG_METHOD.md, Eq. 2): sum_i IPG_i = Phi(h) - Phi(h') exactly for the exact
+Completeness (docs/method.md, Eq. 2): sum_i IPG_i = Phi(h) - Phi(h') exactly for the exact
 integral, so the residual |sum_i IPG_i - (Phi(h) - Phi(h'))| / |Phi(h) - Phi(h')| measures
 the quadrature error alone (off-policy path). For each rule (riemann_mid, gauss_legendre),
 m doubles from 1 until the MEDIAN residual over the table's prompts is below the target;

@@ -1,6 +1,6 @@
 """Find the study's results on disk and load them into tidy frames (one row per thing measured).
 
-Layout read (DESIGN.md, "Data flow and artifacts"); every piece is optional, a missing
+Layout read (README.md, "The DAG"; paths in ipg.layout); every piece is optional, a missing
 piece gives an empty frame with the documented columns:
 
 - results/metrics/trajectories.json            -> `trajectories` (model, task, seed, metrics...)

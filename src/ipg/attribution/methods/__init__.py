@@ -1,6 +1,6 @@
 """The attribution methods as plug-ins: one module per method kind in this package (its config
-+ its function), discovered like tasks and models. IPG and its baselines (IPG_METHOD.md,
-"Baselines the study compares IPG against"):
++ its function), discovered like tasks and models. IPG and its baselines (docs/method.md,
+"Baselines"):
 
 - ipg: the IPG engine (attribution/ipg.py), config IPGConfig (attribution/ipg_config.py).
 - ig_likelihood: Integrated Gradients of the plain log-likelihood (A_j = 1).
