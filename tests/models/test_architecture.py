@@ -113,11 +113,13 @@ def test_neuron_hook_reads_the_mlp_activation(arch_model) -> None:
     torch.testing.assert_close(hooked, mlp_activation(arch, mlp, seen["x"]))
 
 
-def test_layer_hook_reads_the_hidden_state(arch_model) -> None:
+def test_layer_hook_reads_the_block_update(arch_model) -> None:
+    """A layer's unit is what block 0 adds to the residual stream: HF's hidden state after
+    the block minus the one before it (docs/method.md, "Normalisation cancels ...")."""
     _, model = arch_model
     hooked = capture(model, get_granularity("layers", model), 0)
     hidden = model(IDS, output_hidden_states=True).hidden_states  # [embeddings, block 0, ...]
-    torch.testing.assert_close(hooked, hidden[1])
+    torch.testing.assert_close(hooked, hidden[1] - hidden[0])
 
 
 def test_head_hook_sums_to_the_attention_output(arch_model) -> None:

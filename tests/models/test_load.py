@@ -96,14 +96,15 @@ def test_remote_code_is_never_run(tiny_qwen2_dir, tmp_path) -> None:
 def test_missing_folder_and_files(tiny_qwen2_dir, tmp_path) -> None:
     with pytest.raises(IPGError) as excinfo:
         load_model(tmp_path / "nope")
-    _one_line_error(excinfo, "nope", "not found", "results/models/nope")
+    # a folder outside a study's results/models/ gets the Python rebuild (tests/reliability/test_recovery.py: the study one)
+    _one_line_error(excinfo, "nope", "not found", f"rm -rf {tmp_path / 'nope'}", "build_model('nope'")
 
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
         d = _copy(tiny_qwen2_dir, tmp_path, f"without-{name}")
         (d / name).unlink()
         with pytest.raises(IPGError) as excinfo:
             load_model(d)
-        _one_line_error(excinfo, str(d / name), "missing", "snakemake")
+        _one_line_error(excinfo, str(d / name), "missing", f"rm -rf {d}", "build_model(")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage_header", "empty"])
@@ -119,7 +120,7 @@ def test_corrupt_safetensors(damage, tiny_qwen2_dir, tmp_path) -> None:
         weights.write_bytes(b"")
     with pytest.raises(IPGError) as excinfo:
         load_model(d)
-    _one_line_error(excinfo, str(weights), "corrupt safetensors", "snakemake")
+    _one_line_error(excinfo, str(weights), "corrupt safetensors", f"rm -rf {d}", "build_model(")
 
 
 def test_pad_token_defaults_to_eos(tiny_qwen2_dir, tmp_path) -> None:
