@@ -42,7 +42,7 @@ config.update(_validated)
 
 RESULTS = config["results_dir"]
 # the default study writes the tracked reports/; another config its own folder and experiment
-STUDY_NAME = L.study_name(workflow.config_settings.configfiles, workflow.basedir)
+STUDY_NAME = config.get("study_name") or L.study_name(workflow.config_settings.configfiles, workflow.basedir)
 REPORTS = L.reports_dir(RESULTS, STUDY_NAME)
 MODELS = models_in_study(config)
 PAIRS = model_task_pairs(config)

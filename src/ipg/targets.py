@@ -60,8 +60,10 @@ def main() -> None:
     parser.add_argument("--configfile", default=os.environ.get("IPG_CONFIG") or DEFAULT_CONFIG)
     args = parser.parse_args()
     try:
-        study = L.study_name([args.configfile])  # relative to the working directory (the repo root)
-        print(" ".join(stage_targets(load_config(args.configfile), args.stage, study)))
+        config = load_config(args.configfile)
+        # the config's study_name, else its file's stem (relative to the repo root), as the Snakefile
+        study = config.get("study_name") or L.study_name([args.configfile])
+        print(" ".join(stage_targets(config, args.stage, study)))
     except IPGError as exc:  # one line for dvc's log, not a traceback
         raise SystemExit(f"ipg.targets: error: {exc}") from None
 
