@@ -31,6 +31,11 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
+    def replace(self, name: str, obj: T) -> T:
+        """Add or overwrite `name` (entries a config declares may be declared again)."""
+        self._items[name] = obj
+        return obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

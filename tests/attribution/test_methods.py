@@ -216,7 +216,7 @@ def _plugin_env(tmp_path):
     (tmp_path / "my_method_plugin.py").write_text(PLUGIN)
     src = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src]),
-            "IPG_METHOD_MODULES": "my_method_plugin", "HF_HUB_OFFLINE": "1",
+            "IPG_PLUGIN_MODULES": "my_method_plugin", "HF_HUB_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1"}
 
 
@@ -271,7 +271,7 @@ def test_a_method_added_as_one_module_is_planned_by_snakemake(tmp_path) -> None:
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     assert "attribution/tiny-qwen2/chain_sum/neurons/mine" in text
-    env.pop("IPG_METHOD_MODULES")  # without the plug-in the same config is a one-line error
+    env.pop("IPG_PLUGIN_MODULES")  # without the plug-in the same config is a one-line error
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"),
                           "--directory", str(work), "--configfile", str(tmp_path / "c.yaml"), "-n"],
                          capture_output=True, text=True, env=env, timeout=600, cwd=root)

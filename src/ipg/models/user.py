@@ -74,7 +74,7 @@ def register(name: str, entry: dict[str, Any]) -> None:
     if name in MODELS and name not in FROM_CONFIG:
         raise IPGError(f"config error at models.{name}: {name!r} is a built-in model; choose another name")
     FROM_CONFIG.add(name)
-    MODELS._items[name] = make_spec(name, entry)
+    MODELS.replace(name, make_spec(name, entry))
 
 
 for _name, _entry in json.loads(os.environ.get(ENV) or "{}").get("models", {}).items():

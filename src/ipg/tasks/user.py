@@ -121,7 +121,7 @@ def register(name: str, entry: dict[str, Any]) -> None:
     if name in TASKS and name not in FROM_CONFIG:
         raise IPGError(f"config error at tasks.{name}: {name!r} is a built-in task; choose another name")
     FROM_CONFIG.add(name)
-    TASKS._items[name] = make_task(name, entry)
+    TASKS.replace(name, make_task(name, entry))
 
 
 for _name, _entry in json.loads(os.environ.get(ENV) or "{}").get("tasks", {}).items():

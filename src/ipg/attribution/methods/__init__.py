@@ -6,7 +6,7 @@
 - ig_likelihood: Integrated Gradients of the plain log-likelihood (A_j = 1).
 - act, freq, gxa, contrastive, random: attribution/baselines.py, config BaselineConfig.
 
-Adding a method is one module here (or one named in $IPG_METHOD_MODULES, comma-separated
+Adding a method is one module here (or one named in $IPG_PLUGIN_MODULES, comma-separated
 importable module names) that calls `METHODS.add(kind, Method(...))`: its kind then appears in
 the registry, in the config schema's `kind` enum with its keys (ipg.config.study_schema) and
 in the planned DAG. A plug-in module imports torch / pandas inside its functions, so that
@@ -55,7 +55,7 @@ class Method:
 
 
 METHODS: Registry[Method] = Registry("attribution method")
-MODULES_ENV = "IPG_METHOD_MODULES"
+MODULES_ENV = "IPG_PLUGIN_MODULES"
 
 
 def dataclass_keys(cls: type) -> tuple[str, ...]:
@@ -64,7 +64,7 @@ def dataclass_keys(cls: type) -> tuple[str, ...]:
 
 
 def discover() -> None:
-    """Import every plug-in module of this package and those named in $IPG_METHOD_MODULES."""
+    """Import every plug-in module of this package and those named in $IPG_PLUGIN_MODULES."""
     names = [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)
              if not m.name.startswith("_")]
     names += [n.strip() for n in os.environ.get(MODULES_ENV, "").split(",") if n.strip()]
