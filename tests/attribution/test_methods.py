@@ -233,19 +233,23 @@ def test_a_method_added_as_one_module_is_in_the_registry_and_the_schema(tmp_path
                           "allowed keys: kind, layers, scale")
 
 
-def test_a_method_added_as_one_module_runs_like_the_others(tmp_path, qwen, table) -> None:
-    """The plug-in's function through run_attribution: Act's scores times its scale."""
+def test_a_method_added_as_one_module_runs_like_the_others(tmp_path, qwen, table, monkeypatch) -> None:
+    """The plug-in's function through run_attribution: Act's scores times its scale.
+
+    The registration goes into a copy of the registry that the test restores afterwards, so
+    later tests (the schema's kind enum in CATALOGUE.md) see only the shipped methods."""
     import importlib
 
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     (tmp_path / "my_method_plugin_run.py").write_text(PLUGIN.replace('"scaled_act"', '"scaled_act_x"'))
     sys.path.insert(0, str(tmp_path))
     try:
-        if "scaled_act_x" not in METHODS:
-            importlib.import_module("my_method_plugin_run")
+        importlib.import_module("my_method_plugin_run")
         ref = run(qwen, table, "neurons", "act")
         att = run(qwen, table, "neurons", "scaled_act_x", scale=3.0)
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop("my_method_plugin_run", None)
     assert att.metrics["kind"] == "scaled_act_x"
     np.testing.assert_allclose(att.scores["score"], 3.0 * ref.scores["score"].to_numpy(), rtol=1e-12)
 
