@@ -254,3 +254,19 @@ def test_transfer_methods_filter_and_typo() -> None:
     config["transfer"][0]["methods"] = ["ipgg"]
     with pytest.raises(IPGError, match=r"^config error at transfer\[0\]\.methods\[0\]: unknown method 'ipgg'"):
         validate_config(config)
+
+
+def test_method_selections_override_one_methods_selections() -> None:
+    """steering.method_selections: ipg_length steers its signed set only (the length family's
+    one read); IPG keeps the sign family's three sets, Act the control selections."""
+    from ipg.config import steering_params
+
+    config = load_config(ROOT / "config" / "default.yaml")
+    assert config["steering"]["method_selections"] == {"ipg_length": ["signed"]}
+    got = {m: steering_params(config, "organism", m, "neurons")["selections"]
+           for m in ("ipg", "ipg_length", "act")}
+    assert got == {"ipg": ["signed", "bottom", "magnitude"], "ipg_length": ["signed"],
+                   "act": ["signed"]}
+    bad = {**config, "steering": {**config["steering"], "method_selections": {"ipg_lenght": ["signed"]}}}
+    with pytest.raises(IPGError, match=r"steering\.method_selections\.ipg_lenght: unknown method"):
+        validate_config(bad)

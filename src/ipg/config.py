@@ -262,7 +262,7 @@ def steering_params(config: dict[str, Any], model: str, method: str,
     (steering.deletion_methods, not in steering.methods) gets no gamma grid: only the
     unsteered baseline and its deletion curve."""
     skip = ("methods", "control_method", "deletion_methods", "control_selections",
-            "exploratory", "exploratory_gammas")
+            "exploratory", "exploratory_gammas", "method_selections")
     params = {k: v for k, v in config["steering"].items() if k not in skip}
     for entry in config["study"]:
         if entry["model"] == model:
@@ -288,7 +288,8 @@ def steering_params(config: dict[str, Any], model: str, method: str,
 
 def _exploratory_and_controls(config: dict[str, Any], method: str, params: dict[str, Any]) -> None:
     """steering.exploratory off: no deletion curve, mean ablation or exploratory gammas; on:
-    exploratory_gammas join the grid. Methods that are not IPG steer control_selections."""
+    exploratory_gammas join the grid. Methods that are not IPG steer control_selections; a
+    method named in method_selections steers its own list."""
     steering = config["steering"]
     if steering.get("exploratory", True):
         extra = [float(g) for g in steering.get("exploratory_gammas") or []]
@@ -298,6 +299,9 @@ def _exploratory_and_controls(config: dict[str, Any], method: str, params: dict[
     kind = (config["attribution"]["methods"].get(method) or {}).get("kind")
     if steering.get("control_selections") is not None and kind != "ipg":
         params["selections"] = list(steering["control_selections"])
+    own = (steering.get("method_selections") or {}).get(method)
+    if own is not None:  # e.g. ipg_length: the length family reads its signed set only
+        params["selections"] = list(own)
 
 
 def needs_means(params: dict[str, Any]) -> bool:
@@ -307,8 +311,12 @@ def needs_means(params: dict[str, Any]) -> bool:
 
 
 def check_steering(config: dict[str, Any]) -> None:
-    """Deletion-only methods must be attribution methods."""
+    """Deletion-only methods and method_selections' methods must be attribution methods."""
     methods = config["attribution"]["methods"]
+    for name in config["steering"].get("method_selections") or {}:
+        if name not in methods:
+            raise IPGError(f"config error at steering.method_selections.{name}: unknown method "
+                           f"{name!r}; allowed (attribution.methods): {', '.join(sorted(methods))}")
     for i, name in enumerate(config["steering"]["deletion_methods"]):
         if name not in methods:
             raise IPGError(f"config error at steering.deletion_methods[{i}]: unknown method "

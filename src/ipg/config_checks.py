@@ -17,9 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ipg.config_schema import STEERING_GLOBAL_ONLY as STEERING_OVERRIDE_SKIP  # global only
 from ipg.errors import IPGError
-
-STEERING_OVERRIDE_SKIP = ("methods", "control_method", "deletion_methods")  # global only
 GROUP_ADVANTAGES = ("loo", "grpo")
 SAMPLES_KEY = "max_samples_per_prompt"  # a sensitivity variant's G (ipg.sensitivity.SAMPLES_KEY)  # need G >= 2 samples per prompt (LOO: the others' mean)
 

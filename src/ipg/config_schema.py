@@ -144,7 +144,7 @@ def normalise_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str
     return fill_defaults(coerce(copy.deepcopy(dict(config)), schema), schema)
 
 
-STEERING_GLOBAL_ONLY = ("methods", "control_method", "deletion_methods")  # study-level keys
+STEERING_GLOBAL_ONLY = ("methods", "control_method", "deletion_methods", "method_selections")  # global only
 
 
 def steering_defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipg.report.verdicts import (BETTER, EQUIVALENT, EXCLUDED, EXPLORATORY, INCONCLUSIVE, WORSE,
+from ipg.report.verdicts import (BETTER, EQUIVALENT, EXCLUDED, EXPLORATORY, INCONCLUSIVE, NO_DATA, WORSE,
                                  build_verdicts, compare, decide, detectable_effect, settings)
 from ipg.statistics import holm, sign_flip_pvalue
 
@@ -140,14 +140,18 @@ def test_length_rows_have_act_and_random_controls():
     rng = np.random.default_rng(5)
     q = rng.uniform(0.3, 0.7, P)
     parts = []
-    for m, kind, reward, extra in [("ipg_length", "ipg", "length", 10.0), ("act", "act", "accuracy", 0.0),
-                                   ("random_s0", "random", "accuracy", 0.0)]:
+    for m, kind, reward, extra in [("ipg_length", "ipg", "length", 10.0), ("act", "act", "accuracy", 0.0)] + [
+            (f"random_s{i}", "random", "accuracy", 0.0) for i in range(5)]:
         parts.append(_rows(m, kind, reward, "none", 0, 1.0, _arm(rng, q)))
         parts.append(_rows(m, kind, reward, "signed", 4, 2.0, _arm(rng, q, length=50 + extra)))
     found = build_verdicts(pd.concat(parts, ignore_index=True))
     length = found[found["family"] == "length"]
-    assert set(length["versus"]) == {"act", "random (1 draw)", "unsteered"}
+    assert set(length["versus"]) == {"act", "random (5 draws)", "unsteered"}
     assert (length["verdict"] == BETTER).all()
+    # fewer draws than findings.min_random_draws: one arbitrary set is not the random control
+    few = pd.concat(parts[:6], ignore_index=True)
+    row = build_verdicts(few).query("family == 'length' and versus.str.startswith('random')").iloc[0]
+    assert row["versus"] == "random (1 draw < 5)" and row["verdict"] == NO_DATA
     assert length["diff"].to_numpy() == pytest.approx([10, 10, 10], abs=0.2)
 
 

@@ -56,7 +56,8 @@ COLUMNS = GROUP + ["section", "family", "ipg_method", "question", "versus", "k",
 DEFAULTS: dict[str, Any] = dict(families=list(FAMILIES), alpha=0.05, equivalence_margin=0.05,
                                 length_margin=2.0, confirmatory_gammas=[0.0, 2.0],
                                 degenerate_accuracy=0.05, degenerate_truncated=0.5,
-                                target_half_width=0.04, n_resamples=2000, n_sign_flips=5000)
+                                target_half_width=0.04, n_resamples=2000, n_sign_flips=5000,
+                                min_random_draws=5)
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "IPG better", "IPG worse", "equivalent", "inconclusive"
 EXCLUDED, NO_DATA, EXPLORATORY = "excluded: degenerate", "no data", "exploratory"
 STEERED = ("signed", "bottom", "magnitude")
@@ -213,6 +214,8 @@ def _group_rows(key: tuple, rows: pd.DataFrame, s: dict, ks_wanted: list[int]) -
         found = [(m, g.arm([m], "signed", k, gamma)) for m in acts]
         draws = g.arm(randoms, "signed", k, gamma) if randoms else None
         n = draws[1] if draws else 0
+        if n and n < int(s["min_random_draws"]):  # one draw is one arbitrary set, not the control
+            return found, (f"random ({n} draw{'s' * (n != 1)} < {s['min_random_draws']})", None)
         return found, (f"random ({n} draw{'s' * (n != 1)})" if n else "random", draws)
 
     for m in ipgs:
