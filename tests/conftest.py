@@ -37,3 +37,34 @@ def tiny_qwen2_dir(tmp_path_factory) -> Path:
     from ipg.models.load import build_model
 
     return build_model("tiny-qwen2", tmp_path_factory.mktemp("models") / "tiny-qwen2")
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """mlflow.db of an empty MLflow store with its schema migrations applied, built once per
+    session: the migrations cost seconds (CPU and fsyncs) per new store. Copy it with
+    `new_mlflow_store`; ipg.tracking.init_store's own migration of an empty file is still run by
+    tests/test_tracking_dashboard.py::test_changed_steering_csv_replaces_the_run."""
+    from mlflow.tracking import MlflowClient
+
+    from ipg.tracking import tracking_uri
+
+    root = tmp_path_factory.mktemp("mlflow-template")
+    MlflowClient(tracking_uri=tracking_uri(root)).search_experiments()  # creates and migrates
+    return root / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def new_mlflow_store(mlflow_template):
+    """make(root) -> tracking URI of a store in `root` that starts as a copy of the migrated
+    empty template (as init_store would leave it before creating the experiment)."""
+    import shutil
+
+    from ipg.tracking import tracking_uri
+
+    def make(root: Path) -> str:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_template, root / "mlflow.db")
+        return tracking_uri(root)
+
+    return make

@@ -1,7 +1,7 @@
 """MLflow tracking: idempotent store and ingestion, one-line errors, the UI's process group.
 
-One sqlite store is built per module (MLflow's schema migrations take ~10 s); tests that
-break a store work on a copy of it.
+One sqlite store is built per module, from the session's migrated empty store (MLflow's schema
+migrations take seconds: tests/conftest.py); tests that break a store work on a copy of it.
 """
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ def write_metrics(root: Path, model: str, task: str, seed: int, accuracy: float)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """(root, uri, files, first ingestion): a store with two runs from two metrics JSONs."""
+def study(tmp_path_factory, new_mlflow_store):
+    """(root, uri, files, first ingestion): a store with two runs from two metrics JSONs (the
+    store starts as a copy of the session's migrated empty store: tests/conftest.py)."""
     root = tmp_path_factory.mktemp("tracking")
-    uri = tracking.tracking_uri(root)
+    uri = new_mlflow_store(root)
+    assert uri == tracking.tracking_uri(root)
     files = [write_metrics(root, "tiny-qwen2", "arith", 0, 0.5),
              write_metrics(root, "tiny-qwen2", "arith", 1, 0.75)]
     runs = tracking.ingest(files, uri, EXP, {"study.config_hash": "c0ffee"}, root / "results")

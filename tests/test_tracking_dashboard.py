@@ -64,10 +64,11 @@ def write_study(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def dash(tmp_path_factory):
+def dash(tmp_path_factory, new_mlflow_store):
     root = tmp_path_factory.mktemp("dashboard")
     files = write_study(root)
-    uri = tracking.tracking_uri(root)
+    uri = new_mlflow_store(root)  # the session's migrated empty store (tests/conftest.py)
+    assert uri == tracking.tracking_uri(root)
     outputs = [files[s] for s in ("trajectories", "attribution", "intervention")]
     runs = tracking.ingest(outputs, uri, EXP, {"study.config_hash": "c0ffee"}, root / "results",
                            figures=files["figures"])

@@ -199,7 +199,8 @@ def run_ipg_call(ctx: Ctx, model_dir: Path, traj: Path) -> Callable[[], Any]:
 # -- the conftest fixtures, for make_catalogue.py (outside pytest) ------------------------------------
 
 def standalone_fixtures(tmp: Path) -> Callable[[str], Any]:
-    """fixture(name) building tiny_qwen2 / tiny_qwen2_dir as tests/conftest.py does, once each."""
+    """fixture(name) building tiny_qwen2 / tiny_qwen2_dir / mlflow_template / new_mlflow_store as
+    tests/conftest.py does, once each."""
     cache: dict[str, Any] = {}
 
     def build(name: str) -> Any:
@@ -211,6 +212,22 @@ def standalone_fixtures(tmp: Path) -> Callable[[str], Any]:
             from ipg.models.load import build_model
 
             return build_model("tiny-qwen2", tmp / "models" / "tiny-qwen2")
+        if name == "mlflow_template":
+            from mlflow.tracking import MlflowClient
+
+            from ipg.tracking import tracking_uri
+
+            (tmp / "mlflow-template").mkdir(parents=True, exist_ok=True)
+            MlflowClient(tracking_uri=tracking_uri(tmp / "mlflow-template")).search_experiments()
+            return tmp / "mlflow-template" / "mlflow.db"
+        if name == "new_mlflow_store":
+            from ipg.tracking import tracking_uri
+
+            def make(root: Path) -> str:
+                root.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(fixture("mlflow_template"), root / "mlflow.db")
+                return tracking_uri(root)
+            return make
         raise KeyError(f"no standalone fixture {name!r}; add it to standalone_fixtures")
 
     def fixture(name: str) -> Any:

@@ -20,8 +20,8 @@ def _store(ctx) -> tuple[str, Path]:
     from ipg.tracking import init_store, tracking_uri
 
     root = ctx.tmp / "store"
-    root.mkdir()
-    uri = tracking_uri(root)
+    uri = ctx.fixture("new_mlflow_store")(root)  # a copy of the migrated empty store (conftest)
+    assert uri == tracking_uri(root)
     init_store(uri)
     return uri, root / "mlflow.db"
 

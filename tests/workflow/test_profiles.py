@@ -63,15 +63,31 @@ def assert_plans_study(result, config_path: Path, planned_jobs) -> str:
     return out
 
 
-@pytest.mark.parametrize("config_name", ["test.yaml", "paper.yaml"])
-def test_slurm_profile_dry_run(config_name, tmp_path, run_snakemake, planned_jobs):
+def slurm_dry_run(config: Path, tmp_path: Path, run_snakemake, planned_jobs) -> tuple[str, Path]:
+    """(output, profile) of a dry run of `config` with a copy of profiles/slurm, checked to plan
+    the whole study."""
     assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), "slurm plugin not installed"
     profile = local_profile("slurm", tmp_path)
-    config = ROOT / "config" / config_name
     workdir = tmp_path / "work"
     workdir.mkdir()
     result = run_snakemake(workdir, config, "-n", "--profile", str(profile))
-    out = assert_plans_study(result, config, planned_jobs)
+    return assert_plans_study(result, config, planned_jobs), profile
+
+
+@pytest.fixture(scope="module")
+def paper_slurm_dry_run(tmp_path_factory, run_snakemake, planned_jobs) -> tuple[str, Path]:
+    """The slurm-profile dry run of config/paper.yaml (the largest DAG), once per module: read by
+    test_slurm_profile_dry_run and test_paper_config_dry_run_plans_every_model_and_task."""
+    return slurm_dry_run(ROOT / "config" / "paper.yaml", tmp_path_factory.mktemp("paper"),
+                         run_snakemake, planned_jobs)
+
+
+@pytest.mark.parametrize("config_name", ["test.yaml", "paper.yaml"])
+def test_slurm_profile_dry_run(config_name, tmp_path, run_snakemake, planned_jobs, request):
+    if config_name == "paper.yaml":
+        out, profile = request.getfixturevalue("paper_slurm_dry_run")
+    else:
+        out, profile = slurm_dry_run(ROOT / "config" / config_name, tmp_path, run_snakemake, planned_jobs)
     assert "Using profiles" in out and str(profile) in out
 
 
@@ -94,17 +110,27 @@ def test_kubernetes_profile_dry_run(tmp_path, run_snakemake, planned_jobs):
     assert_plans_study(result, config, planned_jobs)
 
 
-def test_paper_config_dry_run_plans_every_model_and_task(tmp_path, run_snakemake, planned_jobs):
-    """config/paper.yaml names hub models that are not downloaded here: the DAG still builds."""
-    config = ROOT / "config" / "paper.yaml"
-    result = run_snakemake(tmp_path, config, "-n")
-    out = assert_plans_study(result, config, planned_jobs)
-    cfg = load_config(config)
+def assert_plans_paper_study(out: str, planned_jobs) -> None:
+    """The dry run of config/paper.yaml attributes and steers every model on every task."""
+    cfg = load_config(ROOT / "config" / "paper.yaml")
     assert {e["model"] for e in cfg["study"]} == {"r1-distill-qwen-1.5b", "qwen2.5-math-1.5b-instruct"}
     for model, task in model_task_pairs(cfg):
         assert f"Attributing {model} on {task}: neurons by ipg" in out
         assert f"results/intervention/{model}/{task}/neurons/ipg.csv" in out
     assert planned_jobs(out)["attribute"] > planned_jobs(out)["evaluate_steering"] > 0
+
+
+def test_paper_config_dry_run_plans_every_model_and_task(paper_slurm_dry_run, planned_jobs):
+    """config/paper.yaml names hub models that are not downloaded here: the DAG still builds
+    (the slurm-profile dry run; the plain one: test_paper_config_dry_run_without_a_profile)."""
+    assert_plans_paper_study(paper_slurm_dry_run[0], planned_jobs)
+
+
+@pytest.mark.slow  # the same DAG as the slurm-profile dry run above (a second ~10 s CPU dry run)
+def test_paper_config_dry_run_without_a_profile(tmp_path, run_snakemake, planned_jobs):
+    config = ROOT / "config" / "paper.yaml"
+    result = run_snakemake(tmp_path, config, "-n")
+    assert_plans_paper_study(assert_plans_study(result, config, planned_jobs), planned_jobs)
 
 
 def test_rules_that_run_a_model_get_a_gpu(run_snakemake, tmp_path):
