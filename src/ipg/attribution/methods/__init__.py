@@ -13,12 +13,11 @@ in the planned DAG. A plug-in module imports torch / pandas inside its functions
 listing the kinds and checking a config at DAG-build time stay light.
 
 `parse_method(entry)` validates an entry {'kind': ..., **params} without a model and returns
-(Method, typed config); `check_method` is its (kind, params) form; `MethodSpec.parse(entry)` is
-the typed form an attribute job receives (built once at DAG-build time by
-ipg.config.method_spec, pickled into the job by Snakemake) and `run_spec` runs it as is (given
-an ipg.checkpoint store, the kinds with `chunked` save per-prompt scores per chunk of prompts
-and resume from them); `run_attribution` parses a dict entry and runs it; `rename(att, name)`
-records a method entry's name.
+(Method, typed config); `MethodSpec.parse(entry)` is the typed form an attribute job receives
+(parsed once at DAG-build time in rules/attribution.smk, pickled into the job by Snakemake)
+and `run_spec` runs it as is (given an ipg.checkpoint store, the kinds with `chunked` save
+per-prompt scores per chunk of prompts and resume from them); `run_attribution` parses a dict
+entry and runs it; `rename(att, name)` records a method entry's name.
 """
 from __future__ import annotations
 
@@ -120,12 +119,6 @@ class MethodSpec:
     def entry(self) -> dict[str, Any]:
         """The entry it was parsed from: {'kind': ..., **params}."""
         return {"kind": self.kind, **self.params}
-
-
-def check_method(method: Any) -> tuple[str, dict[str, Any]]:
-    """Validate a method entry {'kind': ..., **params} without a model: (kind, params)."""
-    plugin, _ = parse_method(method)
-    return plugin.kind, {k: v for k, v in method.items() if k != "kind"}
 
 
 def run_attribution(model: nn.Module, trajectories: pd.DataFrame, granularity: str,
