@@ -104,10 +104,10 @@ def test_sampling_steering_and_variant_jobs_get_typed_params(planned):
 
 def test_the_rerun_trigger_records_the_key_dicts_not_the_typed_params(planned):
     """Snakemake's params record skips a dataclass: the *_key dict is what reruns a job."""
-    from snakemake.persistence import UNREPRESENTABLE, Persistence
+    from snakemake.persistence import UNREPRESENTABLE, PersistenceBase
 
     _, jobs = planned
     _, params = jobs["attribute"][0]
-    record = Persistence._serialize_param_builtin
+    record = PersistenceBase._serialize_param_builtin
     assert record(None, params["method"]) is UNREPRESENTABLE
     assert record(None, params["method_key"]) == repr(params["method_key"])
