@@ -16,7 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
 from ipg.config import (
-    attribution_targets, cross_task_k, cross_task_on, cross_task_targets, method_params, model_task_pairs, models_in_study, needs_means,
+    attribution_targets, cross_task_k, cross_task_on, cross_task_targets, method_params, model_task_pairs, models_in_study,
     sampling_for, sensitivity_params, sensitivity_targets, sensitivity_variants, steering_params,
     steering_targets, transfer_targets, validate_config,
 )

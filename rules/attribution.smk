@@ -24,7 +24,8 @@ rule attribute:
     conda:
         TORCH_ENV
     params:
-        method=lambda w: canonical(method_params(config, w.model, w.granularity, w.method)),
+        method=lambda w: MethodSpec.parse(method_params(config, w.model, w.granularity, w.method)),
+        method_key=lambda w: canonical(method_params(config, w.model, w.granularity, w.method)),
     threads: model_threads
     message:
         "Attributing {wildcards.model} on {wildcards.task}: {wildcards.granularity} by {wildcards.method}"

@@ -1,5 +1,12 @@
 """Helpers shared by the rule files: per-wildcard parameters read from the validated config.
 
+Typed params: a job's method, sampling, steering and sensitivity settings are parsed here, at
+DAG-build time, into the typed objects of ipg.attribution.methods.MethodSpec and ipg.job_params
+(SamplingSettings, SteeringConfig, VariantSpec); Snakemake pickles them into the job's script,
+which uses them as is. Snakemake's params rerun trigger records builtin values only (a
+dataclass is skipped: snakemake.persistence `_serialize_param`), so each typed param comes with
+a `*_key` param, the canonical dict it was parsed from: a changed setting reruns its jobs.
+
 Parameter dicts are returned with sorted keys: Snakemake's params rerun trigger compares
 them by their serialisation, so key order alone must never trigger a rerun.
 """
@@ -7,6 +14,8 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
+from ipg.attribution.methods import MethodSpec
+from ipg.job_params import SamplingSettings, SteeringConfig, VariantSpec
 from ipg.models import get_model_spec
 
 # the conda env of every rule that imports torch (config torch_env: cpu | gpu)
@@ -37,8 +46,14 @@ def model_chat(wildcards):
     return get_model_spec(wildcards.model).chat
 
 
-def model_sampling(wildcards):
+def model_sampling_key(wildcards):
+    """The model's sampling settings (ipg.config.sampling_for) in canonical key order."""
     return canonical(sampling_for(config, wildcards.model))
+
+
+def model_sampling(wildcards):
+    """The model's typed sampling settings (the job's params)."""
+    return SamplingSettings.from_dict(model_sampling_key(wildcards))
 
 
 def all_cores():

@@ -5,11 +5,17 @@ units selected on one model to another of the same architecture (gamma grid only
 
 
 def evaluation_params(w, source=None):
-    """The steering params of one job (ipg.config.steering_params) in canonical key order."""
+    """The steering params of one job (ipg.config.steering_params) in canonical key order: the
+    rerun key of its typed SteeringConfig (evaluation_config)."""
     if source is None:
         return canonical(steering_params(config, w.model, w.method, w.granularity))
     return canonical({**steering_params(config, w.target, w.method, w.granularity),
                       "control_temperatures": [], "deletion_ks": [], "mean_ablation": False})
+
+
+def evaluation_config(w, source=None):
+    """The typed steering params of one job (ipg.job_params.SteeringConfig)."""
+    return SteeringConfig.from_dict(evaluation_params(w, source))
 
 
 def steering_inputs(w, source=None):
@@ -21,7 +27,7 @@ def steering_inputs(w, source=None):
     }
     if w.granularity == "sae":
         inputs["sae"] = L.path(L.SAE, RESULTS, model=model)
-    if needs_means(evaluation_params(w, source)):  # the steered model's attribution trajectories
+    if evaluation_config(w, source).needs_means:  # the steered model's attribution trajectories
         seed = config["attribution"]["trajectory_seed"]
         inputs["trajectories"] = L.path(L.TRAJECTORIES, RESULTS, model=model, task=w.task, seed=seed) + ".parquet"
     return inputs
@@ -41,7 +47,8 @@ rule evaluate_steering:
     conda:
         TORCH_ENV
     params:
-        steering=evaluation_params,
+        steering=evaluation_config,
+        steering_key=evaluation_params,
         chat=model_chat,
     threads: model_threads
     message:
@@ -64,7 +71,8 @@ rule evaluate_transfer:
     conda:
         TORCH_ENV
     params:
-        steering=lambda w: evaluation_params(w, source=w.source),
+        steering=lambda w: evaluation_config(w, source=w.source),
+        steering_key=lambda w: evaluation_params(w, source=w.source),
         chat=lambda w: get_model_spec(w.target).chat,
     threads: model_threads
     message:

@@ -20,7 +20,7 @@ def reliability_inputs(w):
     return inputs
 
 
-def reliability_ipg(w):
+def reliability_ipg_key(w):
     """The study's IPG params for the model and granularity (as sensitivity_params builds
     them; max_residual null: the residual is measured), reliability.ipg over them, on the first
     G samples of each prompt."""
@@ -34,10 +34,19 @@ def reliability_ipg(w):
     return canonical(params)
 
 
-def reliability_sampling(w):
+def reliability_ipg(w):
+    """The typed variant (ipg.job_params.VariantSpec) of reliability_ipg_key."""
+    return VariantSpec.parse(reliability_ipg_key(w))
+
+
+def reliability_sampling_key(w):
     sampling = dict(sampling_for(config, w.model))
     sampling.update(n_prompts=None, samples_per_prompt=max(config["reliability"]["G"]))
     return canonical(sampling)
+
+
+def reliability_sampling(w):
+    return SamplingSettings.from_dict(reliability_sampling_key(w))
 
 
 def reliability_k(w):
@@ -86,6 +95,7 @@ rule reliability_sample:
         TORCH_ENV
     params:
         sampling=reliability_sampling,
+        sampling_key=reliability_sampling_key,
         chat=model_chat,
         split="attribution",
     threads: model_threads
@@ -97,7 +107,7 @@ rule reliability_sample:
         run_sampling(model_dir=input.model, prepared_path=input.data, task=wildcards.task,
                      chat=params.chat, split=params.split,
                      seed=int(config["attribution"]["trajectory_seed"]),
-                     sampling=dict(params.sampling), table_path=output.table,
+                     sampling=params.sampling, table_path=output.table,
                      metrics_path=output.metrics, progress=False)
 
 
@@ -115,6 +125,7 @@ rule reliability_attribute:
         TORCH_ENV
     params:
         ipg=reliability_ipg,
+        ipg_key=reliability_ipg_key,
     threads: model_threads
     wildcard_constraints:
         variant=r"G\d+",

@@ -35,7 +35,8 @@ rule sensitivity_variant:
     conda:
         TORCH_ENV
     params:
-        ipg=lambda w: canonical(sensitivity_params(config, w.variant)),
+        ipg=lambda w: VariantSpec.parse(sensitivity_params(config, w.variant)),
+        ipg_key=lambda w: canonical(sensitivity_params(config, w.variant)),
     threads: model_threads
     wildcard_constraints:
         variant=r"[^/]+",

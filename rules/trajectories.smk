@@ -16,6 +16,7 @@ rule sample_trajectories:
         TORCH_ENV
     params:
         sampling=model_sampling,
+        sampling_key=model_sampling_key,
         chat=model_chat,
         split="attribution",
     threads: model_threads

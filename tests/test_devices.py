@@ -3,6 +3,7 @@ that does not exist here is one line. Every load site resolves the same way."""
 import pytest
 import torch
 
+from ipg.attribution.methods import MethodSpec
 from ipg.devices import ENV_VAR, model_device, resolve_device
 from ipg.errors import IPGError
 
@@ -108,13 +109,13 @@ def test_checkpoints_are_keyed_by_the_resolved_device(monkeypatch, tmp_path):
     fake_cuda(monkeypatch, False)
     for device in (None, "auto", "cpu"):
         with pytest.raises(RuntimeError, match="stop"):
-            run.run_method("model", "traj.parquet", "neurons", {"kind": "ipg"},
+            run.run_method("model", "traj.parquet", "neurons", MethodSpec.parse({"kind": "ipg"}),
                            tmp_path / "x.parquet", tmp_path / "x.json", device=device,
                            chunk_prompts=2)
     assert keys == ["cpu", "cpu", "cpu"]
     monkeypatch.setenv(ENV_VAR, "cuda")
     with pytest.raises(IPGError, match="IPG_DEVICE='cuda' cannot be used"):
-        run.run_method("model", "traj.parquet", "neurons", {"kind": "ipg"},
+        run.run_method("model", "traj.parquet", "neurons", MethodSpec.parse({"kind": "ipg"}),
                        tmp_path / "x.parquet", tmp_path / "x.json", chunk_prompts=2)
 
 

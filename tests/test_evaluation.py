@@ -13,6 +13,7 @@ from ipg.evaluation import (
     ROW_COLUMNS, deletion_curve, entropy_matched, evaluate_steering, jaccard_table, run_steering,
     selected_sets, summarize, temperature_control, transfer,
 )
+from ipg.job_params import SteeringConfig
 from ipg.sampling import SamplingConfig
 
 TASK = "chain_sum"
@@ -202,7 +203,8 @@ def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, p
                   control_temperatures=[0.5])
     out = tmp_path / "steer" / "rows.parquet"
     summary = run_steering(str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"),
-                           str(tmp_path / "att.parquet"), TASK, True, params, str(out),
+                           str(tmp_path / "att.parquet"), TASK, True,
+                           SteeringConfig.from_dict(params), str(out),
                            str(tmp_path / "steer" / "summary.csv"))
     rows = pd.read_parquet(out)
     assert len(rows) == 3 * 2 and set(rows["prompt_id"]) == {"p0", "p1"}  # held-out only
@@ -210,8 +212,10 @@ def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, p
     assert len(pd.read_csv(tmp_path / "steer" / "summary.csv")) == len(summary) == 3
     config = json.loads((tmp_path / "steer" / "rows.json").read_text())
     assert config["params"]["gammas"] == [2.0] and config["sampler_calls"] == 3
-    with pytest.raises(IPGError, match="unknown steering param"):
-        run_steering(str(tiny_qwen2_dir), "x", "y", TASK, True, {"gama": 2}, "o", "s")
+    with pytest.raises(IPGError, match="unknown steering key.*'gama'"):
+        SteeringConfig.from_dict({"gama": 2})
+    with pytest.raises(IPGError, match="takes a SteeringConfig"):  # a dict is parsed before, once
+        run_steering(str(tiny_qwen2_dir), "x", "y", TASK, True, params, "o", "s")
 
 
 def test_cli_evaluate(tiny_qwen2_dir, tmp_path, prompts, scores, capsys) -> None:
@@ -377,6 +381,7 @@ def test_run_steering_deletion_and_mean_ablation(tiny_qwen2, tiny_qwen2_dir, tmp
     params = dict(ks=[3], gammas=[0.0, 2.0], selections=["signed"], seeds=[0], samples_per_prompt=2,
                   n_prompts=3, temperature=1.0, max_new_tokens=6, prompts_per_batch=4,
                   control_temperatures=[0.5], deletion_ks=[3, 40], mean_ablation=True)
+    params = SteeringConfig.from_dict(params)
     args = (str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"), str(tmp_path / "att.parquet"),
             TASK, True)
     with pytest.raises(IPGError, match="trajectories_path"):
@@ -417,6 +422,7 @@ def test_run_steering_bootstraps_prompts_and_seeds_with_several_seeds(tiny_qwen2
     write_inputs(tmp_path, prompts, scores)
     params = dict(ks=[3], gammas=[0.0], selections=["signed"], seeds=[0, 1], samples_per_prompt=2,
                   n_prompts=3, temperature=1.0, max_new_tokens=6, prompts_per_batch=3)
+    params = SteeringConfig.from_dict(params)
     out = tmp_path / "rows.parquet"
     summary = run_steering(str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"),
                            str(tmp_path / "att.parquet"), TASK, True, params, str(out),

@@ -11,9 +11,9 @@ import pytest
 from ipg.errors import IPGError
 from ipg.sampling import SamplingConfig
 from ipg.sensitivity import (
-    SUMMARY_COLUMNS, compare, first_samples, run_variant, split_params, summarize_sensitivity,
-    write_summary,
+    SUMMARY_COLUMNS, compare, first_samples, run_variant, summarize_sensitivity, write_summary,
 )
+from ipg.job_params import VariantSpec
 
 TASK = "chain_sum"
 
@@ -34,13 +34,18 @@ def test_first_samples_keeps_the_lowest_sample_ids_of_each_prompt() -> None:
         first_samples(table, 0)
 
 
-def test_split_params_and_the_loo_bound() -> None:
-    assert split_params({"m": 8, "max_samples_per_prompt": 2}) == ({"m": 8}, 2)
-    assert split_params({"m": 8}) == ({"m": 8}, None)
-    assert split_params({"max_samples_per_prompt": 1, "advantage": "raw"})[1] == 1
-    with pytest.raises(IPGError, match="LOO needs >= 2") as info:
-        split_params({"max_samples_per_prompt": 1})
-    assert "\n" not in str(info.value)
+def test_variant_spec_and_the_loo_bound() -> None:
+    spec = VariantSpec.parse({"m": 8, "max_samples_per_prompt": 2})
+    assert (spec.method.kind, spec.method.config.m, spec.max_samples_per_prompt) == ("ipg", 8, 2)
+    assert spec.method.params == {"m": 8} and spec.params == {"m": 8, "max_samples_per_prompt": 2}
+    assert VariantSpec.parse({"m": 8}).max_samples_per_prompt is None
+    assert VariantSpec.parse({"max_samples_per_prompt": 1, "advantage": "raw"}).max_samples_per_prompt == 1
+    for advantage in ("loo", "grpo"):
+        with pytest.raises(IPGError, match=f"{advantage} advantage: it needs >= 2") as info:
+            VariantSpec.parse({"max_samples_per_prompt": 1, "advantage": advantage})
+        assert "\n" not in str(info.value)
+    with pytest.raises(IPGError, match="must be an integer >= 1"):
+        VariantSpec.parse({"max_samples_per_prompt": 0, "advantage": "raw"})
 
 
 def test_compare_by_hand() -> None:
@@ -90,8 +95,8 @@ def test_variants_end_to_end(tiny_qwen2_dir, trajectories, tmp_path) -> None:
     runs = {}
     for name, params in variants.items():
         pq, js = tmp_path / f"{name}.parquet", tmp_path / f"{name}.json"
-        metrics = run_variant(str(tiny_qwen2_dir), str(trajectories), "neurons", params, pq, js,
-                              name=name, progress=False)
+        metrics = run_variant(str(tiny_qwen2_dir), str(trajectories), "neurons",
+                              VariantSpec.parse(params), pq, js, name=name, progress=False)
         assert metrics["variant_params"] == params
         runs[name] = (pq, js)
     # G2 is IPG on the first two samples of each prompt, nothing else
@@ -125,8 +130,7 @@ def test_variants_end_to_end(tiny_qwen2_dir, trajectories, tmp_path) -> None:
     with pytest.raises(IPGError, match="lack the base run"):
         summarize_sensitivity({"m4": runs["m4"]}, 8)
     with pytest.raises(IPGError, match="unknown IPG config key 'mm'"):
-        run_variant(str(tiny_qwen2_dir), str(trajectories), "neurons", {"mm": 3}, tmp_path / "x.pq",
-                    tmp_path / "x.json")
+        VariantSpec.parse({"mm": 3})
 
 
 @pytest.mark.parametrize("noise, spearman_ok", [(0.0, lambda r: r == pytest.approx(1.0)),

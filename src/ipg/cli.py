@@ -132,13 +132,27 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"built {args.model} in {out}")
 
 
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    """The sampling options; None: the config schema's `sampling` defaults (_sampling)."""
+    p.add_argument("-G", "--samples-per-prompt", type=int, default=None, help="default: the schema's")
+    p.add_argument("--temperature", type=float, default=None, help="default: the schema's")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the schema's")
+
+
+def _sampling(args: argparse.Namespace) -> Any:
+    """The options' ipg.job_params.SamplingSettings (as a sample_trajectories job gets them)."""
+    from ipg.job_params import SamplingSettings
+
+    given = dict(samples_per_prompt=args.samples_per_prompt, temperature=args.temperature,
+                 max_new_tokens=args.max_new_tokens)
+    return SamplingSettings.from_dict({k: v for k, v in given.items() if v is not None})
+
+
 def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a model name built under results/models, or a folder")
     p.add_argument("--task", required=True)
     p.add_argument("-n", "--n-prompts", type=int, default=8, help="prompts from the attribution split")
-    p.add_argument("-G", "--samples-per-prompt", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=96)
+    _sampling_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the trajectory table to this parquet file")
     p.add_argument("--show", type=int, default=2, help="print this many trajectories")
@@ -148,17 +162,17 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 @command("sample", "sample and score trajectories of a model on a task", _sample_args)
 def cmd_sample(args: argparse.Namespace) -> None:
     from ipg.models.load import load_model
-    from ipg.sampling import SamplingConfig
     from ipg.tasks.prepare import prepare_task
     from ipg.trajectories import trajectories_for_prompts, write_table_atomic
 
+    sampling = _sampling(args)  # bad options: one line before loading anything
     model_dir, chat = resolve_model_dir(args.model)
     prepared = prepare_task(args.task, args.n_prompts, 1, args.seed, {})
     prepared = prepared[prepared["split"] == "attribution"]
     model, tokenizer = load_model(model_dir, device=args.device)
-    cfg = SamplingConfig(args.temperature, args.max_new_tokens, 8, args.seed)
     frame, metrics = trajectories_for_prompts(
-        model, tokenizer, prepared, args.task, chat, args.samples_per_prompt, cfg)
+        model, tokenizer, prepared, args.task, chat, sampling.samples_per_prompt,
+        sampling.sampler(args.seed))
     for _, row in frame.head(args.show).iterrows():
         print(f"--- {row.prompt_id} sample {row.sample_id} (reward {row.reward_accuracy:.0f}, "
               f"{row.reward_length:.0f} tokens)\n{row.text}")
@@ -292,7 +306,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--attribution", required=True, help="attribution .parquet of that model and task")
     p.add_argument("--prepared", default=None, help="default: data/prepared/{task}.parquet")
-    # defaults (None): the config schema's steering defaults (ipg.evaluation.STEERING_DEFAULTS)
+    # defaults (None): the config schema's steering defaults (ipg.job_params.SteeringConfig)
     p.add_argument("--ks", type=int, nargs="+", default=None, help="default: the schema's (neurons)")
     p.add_argument("--gammas", type=float, nargs="+", default=None, help="default: the schema's")
     p.add_argument("--selections", nargs="+", default=None)
@@ -310,13 +324,15 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 @command("evaluate", "steering accuracy / length / entropy on held-out prompts, with CIs", _evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from ipg.evaluation import run_steering
+    from ipg.job_params import SteeringConfig
 
     model_dir, chat = resolve_model_dir(args.model)
     given = dict(ks=args.ks, gammas=args.gammas, selections=args.selections, seeds=args.seeds,
                  samples_per_prompt=args.samples_per_prompt, n_prompts=args.n_prompts,
                  temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                  control_temperatures=args.control_temperatures)
-    params = {k: v for k, v in given.items() if v is not None}  # the rest: STEERING_DEFAULTS
+    # the rest: the schema's defaults; bad values: one line before loading anything
+    params = SteeringConfig.from_dict({k: v for k, v in given.items() if v is not None})
     out = Path(args.out)
     summary = run_steering(str(model_dir), args.prepared or f"data/prepared/{args.task}.parquet",
                            args.attribution, args.task, chat, params, str(out / "rows.parquet"),
@@ -383,10 +399,8 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="ipg", help="ipg, act, freq, gxa, ig_likelihood, contrastive, random")
     p.add_argument("--trajectories", default=None, help="a trajectory parquet (default: sample now)")
     p.add_argument("-n", "--n-prompts", type=int, default=8)
-    p.add_argument("-G", "--samples-per-prompt", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--m", type=int, default=32, help="path points (IPG)")
+    _sampling_args(p)
+    p.add_argument("--m", type=int, default=None, help="path points (IPG; default: IPGConfig's)")
     p.add_argument("--sae", default=None, help="SAE folder root (granularity sae)")
     p.add_argument("--top", type=int, default=10, help="print this many top units")
     p.add_argument("--out", default=None, help="write the attribution table to this parquet file")
@@ -396,13 +410,19 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
 
 @command("attribute", "attribute a model's components on a task (IPG or a baseline)", _attribute_args)
 def cmd_attribute(args: argparse.Namespace) -> None:
-    from ipg.attribution.methods import run_attribution
+    from ipg.attribution.methods import MethodSpec, run_spec
     from ipg.attribution.table import write_attribution
     from ipg.models.load import load_model
-    from ipg.sampling import SamplingConfig
     from ipg.tasks.prepare import prepare_task
     from ipg.trajectories import read_trajectories, trajectories_for_prompts
 
+    entry = {"kind": args.method}
+    if args.method == "ipg":
+        entry.update(reward=args.reward, **({} if args.m is None else {"m": args.m}))
+    elif args.method == "contrastive":
+        entry.update(reward=args.reward)
+    method = MethodSpec.parse(entry)  # bad options: one line before loading anything
+    sampling = _sampling(args)
     model_dir, chat = resolve_model_dir(args.model)
     model, tokenizer = load_model(model_dir, device=args.device)
     if args.trajectories:
@@ -410,14 +430,9 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     else:
         prepared = prepare_task(args.task, args.n_prompts, 1, args.seed, {})
         prepared = prepared[prepared["split"] == "attribution"]
-        cfg = SamplingConfig(args.temperature, args.max_new_tokens, 8, args.seed)
         trajectories, _ = trajectories_for_prompts(
-            model, tokenizer, prepared, args.task, chat, args.samples_per_prompt, cfg)
-    method = {"kind": args.method}
-    if args.method == "ipg":
-        method.update(reward=args.reward, m=args.m)
-    elif args.method == "contrastive":
-        method.update(reward=args.reward)
+            model, tokenizer, prepared, args.task, chat, sampling.samples_per_prompt,
+            sampling.sampler(args.seed))
     sae = None
     if args.granularity == "sae":
         from ipg.devices import model_device
@@ -427,7 +442,7 @@ def cmd_attribute(args: argparse.Namespace) -> None:
         if not args.sae:
             raise IPGError("granularity 'sae' needs --sae (a folder of trained SAEs, e.g. results/sae/organism)")
         sae = [load_sae(d, device=model_device(model)) for d in sae_dirs(args.sae)]
-    att = run_attribution(model, trajectories, args.granularity, method, sae=sae, progress=True)
+    att = run_spec(model, trajectories, args.granularity, method, sae=sae, progress=True)
     top = att.scores.sort_values("score", ascending=False).head(args.top)
     print(top[["unit", "score", "ci_lo", "ci_hi"]].to_string(index=False))
     keys = ("completeness_residual", "n_prompts", "n_prompts_nonzero_advantage", "wall_seconds")

@@ -11,7 +11,9 @@ fix. `load_config` reads a file strictly (a duplicate key is an error).
 The rest reads the validated config for the rules: targets of each stage, and the params of
 one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
 `sensitivity_params` for one estimator variant of the sensitivity stage, `cross_task_targets`
-and `cross_task_k` for the cross-task overlap stage).
+and `cross_task_k` for the cross-task overlap stage). The rules parse these dicts into the
+jobs' typed params (ipg.attribution.methods.MethodSpec, ipg.job_params) at DAG-build time, and
+pass the dicts along only as the params rerun trigger's record (rules/common.smk).
 """
 from __future__ import annotations
 
@@ -307,7 +309,9 @@ def _exploratory_and_controls(config: dict[str, Any], method: str, params: dict[
 def needs_means(params: dict[str, Any]) -> bool:
     """Whether an evaluation with these steering params needs the units' mean activations
     (mode mean, or the extra mean-ablation condition): then its rule reads the trajectories."""
-    return params.get("mode") == "mean" or bool(params.get("mean_ablation"))
+    from ipg.job_params import SteeringConfig
+
+    return SteeringConfig.from_dict(params).needs_means
 
 
 def check_steering(config: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@ the key and the fix.
   the IPG override keys from IPGConfig, a study entry's steering keys from the global
   steering section, each model's model_params keys from its ModelSpec.param_keys and each
   task's data.task_params keys from its Task.param_keys (where declared: the hub tasks).
-- `check_deep`: every method entry, IPG override, sensitivity variant parsed into its typed
-  config (IPGConfig / BaselineConfig); G vs the advantage (LOO and GRPO need G >= 2); and,
+- `check_deep`: every method entry, IPG override, sensitivity variant, model's sampling and
+  steering evaluation parsed into the typed params its job receives (MethodSpec with its
+  IPGConfig / BaselineConfig, VariantSpec, SamplingSettings, SteeringConfig: the rules build
+  the same objects); G vs the advantage (LOO and GRPO need G >= 2); and,
   where the model's size is known without building it (ModelSpec.shape), steering k vs the
   number of units, sae.layers and attribution layers vs the model's depth.
 """
@@ -19,8 +21,7 @@ from typing import Any
 
 from ipg.config_schema import STEERING_GLOBAL_ONLY as STEERING_OVERRIDE_SKIP  # global only
 from ipg.errors import IPGError
-GROUP_ADVANTAGES = ("loo", "grpo")
-SAMPLES_KEY = "max_samples_per_prompt"  # a sensitivity variant's G (ipg.sensitivity.SAMPLES_KEY)  # need G >= 2 samples per prompt (LOO: the others' mean)
+from ipg.job_params import GROUP_ADVANTAGES, SAMPLES_KEY
 
 
 def _strip_defaults(node: Any) -> Any:
@@ -81,19 +82,19 @@ def _fail(where: str, err: IPGError) -> IPGError:
 def check_methods(config: dict[str, Any]) -> None:
     """Every method entry, and every IPG-family entry with each model's and granularity's
     overrides, parsed into its typed config."""
-    from ipg.attribution.methods import parse_method
+    from ipg.attribution.methods import MethodSpec
     from ipg.config import method_params, methods_for
 
     for name, entry in config["attribution"]["methods"].items():
         try:
-            parse_method(entry)
+            MethodSpec.parse(entry)
         except IPGError as err:
             raise _fail(f"attribution.methods.{name}", err) from None
     for i, study in enumerate(config["study"]):
         for gran in study.get("granularities") or []:
             for name in methods_for(config, study["model"]):
                 try:
-                    parse_method(method_params(config, study["model"], gran, name))
+                    MethodSpec.parse(method_params(config, study["model"], gran, name))
                 except IPGError as err:
                     raise IPGError(f"config error at study[{i}].attribution (method {name!r}, "
                                    f"granularity {gran}): {err}") from None
@@ -126,25 +127,39 @@ def check_group_size(config: dict[str, Any]) -> None:
 
 
 def check_sensitivity_variants(config: dict[str, Any]) -> None:
-    """Every sensitivity variant parsed (IPGConfig keys; G vs the LOO advantage)."""
-    from ipg.attribution.ipg_config import IPGConfig
+    """Every sensitivity variant parsed into its VariantSpec (IPGConfig keys; G vs the LOO /
+    GRPO advantage)."""
     from ipg.config import sensitivity_params, sensitivity_variants
+    from ipg.job_params import VariantSpec
 
     if not config["sensitivity"]["model"]:
         return
     for variant in sensitivity_variants(config):
         where = ("sensitivity.base" if variant == "base" else f"sensitivity.variants.{variant}")
         try:
-            ipg = dict(sensitivity_params(config, variant))
-            g = ipg.pop(SAMPLES_KEY, None)
-            cfg = IPGConfig.from_dict(ipg)
-            if g is not None and (int(g) != g or g < 1):
-                raise IPGError(f"'{SAMPLES_KEY}' must be an integer >= 1, got {g!r}")
-            if g is not None and g < 2 and cfg.advantage in GROUP_ADVANTAGES:
-                raise IPGError(f"'{SAMPLES_KEY}' = {g} with the {cfg.advantage} advantage: it "
-                               f"needs >= 2 samples per prompt; use >= 2 or advantage: raw")
+            VariantSpec.parse(sensitivity_params(config, variant))
         except IPGError as err:
             raise _fail(where, err) from None
+
+
+def check_job_settings(config: dict[str, Any]) -> None:
+    """Every model's sampling and every steering evaluation parsed into the typed params its
+    job receives (SamplingSettings, SteeringConfig)."""
+    from ipg.config import sampling_for, steering_params, steering_targets
+    from ipg.job_params import SamplingSettings, SteeringConfig
+
+    for i, study in enumerate(config["study"]):
+        try:
+            SamplingSettings.from_dict(sampling_for(config, study["model"]))
+        except IPGError as err:
+            raise _fail(f"study[{i}].sampling (model {study['model']!r})", err) from None
+    for model, gran, method in dict.fromkeys((m, g, meth) for m, _, g, meth in
+                                             steering_targets(config)):
+        try:
+            SteeringConfig.from_dict(steering_params(config, model, method, gran))
+        except IPGError as err:
+            raise _fail(f"steering (model {model!r}, method {method!r}, granularity {gran})",
+                        err) from None
 
 
 def n_units_of(config: dict[str, Any], model: str, granularity: str,
@@ -181,7 +196,7 @@ def _sae_layers(config: dict[str, Any], n_layers: int | None) -> list[int] | Non
 
 def check_sizes(config: dict[str, Any]) -> None:
     """Layers vs depth (sae.layers, method layers) and k vs units, for models of known size."""
-    from ipg.attribution.methods import parse_method
+    from ipg.attribution.methods import MethodSpec
     from ipg.config import method_params, methods_for, steering_params, steered_methods
 
     for i, study in enumerate(config["study"]):
@@ -198,7 +213,7 @@ def check_sizes(config: dict[str, Any]) -> None:
                                    f"{model}'s {depth} layers; use a layer in 0..{depth - 1}")
         for gran in grans:
             for name in methods_for(config, model):
-                _, cfg = parse_method(method_params(config, model, gran, name))
+                cfg = MethodSpec.parse(method_params(config, model, gran, name)).config
                 for layer in getattr(cfg, "layers", None) or []:
                     if not 0 <= layer < depth:
                         raise IPGError(
@@ -238,4 +253,5 @@ def check_deep(config: dict[str, Any]) -> None:
     check_methods(config)
     check_group_size(config)
     check_sensitivity_variants(config)
+    check_job_settings(config)
     check_sizes(config)

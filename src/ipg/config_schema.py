@@ -148,8 +148,8 @@ STEERING_GLOBAL_ONLY = ("methods", "control_method", "deletion_methods", "method
 
 
 def steering_defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The defaults of one steering evaluation called on its own (ipg.evaluation.run_steering,
-    `ipg evaluate`), read from the schema, the one place they are defined: the steering keys'
+    """The defaults of one steering evaluation called on its own (ipg.job_params.SteeringConfig
+    .from_dict: `ipg evaluate`), read from the schema, the one place they are defined: the steering keys'
     defaults with ks for neurons, the sampling section's temperature / max_new_tokens, and
     no deletion curve / temperature control (the study sets them per granularity / method)."""
     schema = schema or load_schema()

@@ -36,13 +36,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ipg.config_schema import steering_defaults
 from ipg.errors import IPGError
 from ipg.intervention import check_transfer, steer
 from ipg.evaluation_summary import (  # noqa: F401 - re-exported: ipg.evaluation's public names
     BASELINE, CONDITION_KEYS, METRICS, ROW_COLUMNS, _scores, entropy_matched, jaccard_table,
     selected_sets, summarize,
 )
+from ipg.job_params import SteeringConfig
 from ipg.sampling import SamplingConfig
 
 
@@ -226,27 +226,23 @@ def transfer(source_model, target_model, tokenizer, task: str, prompts_frame: pd
                              sae=sae_target, **kwargs)
 
 
-# one source: the config schema's steering defaults (ipg.config_schema.steering_defaults)
-STEERING_DEFAULTS: dict[str, Any] = steering_defaults()
-
-
 def _signed_extras(model, tokenizer, task: str, prompts: pd.DataFrame, scores: pd.DataFrame,
-                   granularity: str, p: Mapping[str, Any], run: _Runner,
+                   granularity: str, p: SteeringConfig, run: _Runner,
                    mean_run: _Runner | None, common: Mapping[str, Any]) -> list[pd.DataFrame]:
     """The deletion curve (run on the grid's runner: conditions it sampled are cached) and the
     mean-ablation conditions of the signed selection, relabelled by selection."""
     parts = []
-    suffix = "/mean" if p["mode"] == "mean" else ""
-    if p["deletion_ks"]:
+    suffix = "/mean" if p.mode == "mean" else ""
+    if p.deletion_ks:
         curve = deletion_curve(model, tokenizer, task, prompts, scores, granularity,
-                               ks=[int(k) for k in p["deletion_ks"]], selections=["signed"],
-                               per_layer=p["per_layer"], **{**common, "_runner": run})
+                               ks=[int(k) for k in p.deletion_ks], selections=["signed"],
+                               per_layer=p.per_layer, **{**common, "_runner": run})
         parts.append(curve.assign(selection="deletion",
                                   condition=[f"deletion/k={k}{suffix}" for k in curve["k"]]))
     if mean_run is not None:
         rows = evaluate_steering(model, tokenizer, task, prompts, scores, granularity,
-                                 selections=["signed"], ks=[int(k) for k in p["ks"]],
-                                 gammas=[0.0], per_layer=p["per_layer"],
+                                 selections=["signed"], ks=[int(k) for k in p.ks],
+                                 gammas=[0.0], per_layer=p.per_layer,
                                  baseline_condition=False, **{**common, "_runner": mean_run})
         parts.append(rows.assign(selection="mean_ablation",
                                  condition=[f"mean_ablation/k={k}" for k in rows["k"]]))
@@ -254,14 +250,15 @@ def _signed_extras(model, tokenizer, task: str, prompts: pd.DataFrame, scores: p
 
 
 def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task: str,
-                 chat: bool, params: Mapping[str, Any], out_parquet: str, out_summary_csv: str,
+                 chat: bool, params: SteeringConfig, out_parquet: str, out_summary_csv: str,
                  sae_dirs: Sequence[str] = (), metrics_path: str | None = None,
                  progress: bool = False, trajectories_path: str | None = None,
                  device: str | None = None) -> pd.DataFrame:
     """Load the model once, steer it on the held-out split with the attribution table's units
     (gamma grid, deletion curve, mean ablation, temperature control), and write the rows
     (parquet), the summary (csv) and the config + provenance (JSON; default
-    `{out_parquet without .parquet}.json`), each atomically. Returns the summary.
+    `{out_parquet without .parquet}.json`), each atomically. Returns the summary. `params`:
+    the typed steering settings (ipg.job_params.SteeringConfig), used as is.
     `trajectories_path` (the steered model's attribution trajectories) gives the units' mean
     activations for mode 'mean' and mean_ablation. device: None / "auto" =
     ipg.devices.resolve_device's choice; part of the checkpoint key (no cross-device resume)."""
@@ -272,20 +269,18 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     from ipg.tasks.prepare import read_prepared
     from ipg.trajectories import write_csv_atomic, write_json_atomic, write_table_atomic
 
-    unknown = sorted(set(params) - set(STEERING_DEFAULTS))
-    if unknown:
-        raise IPGError(f"unknown steering param(s) {unknown}; allowed: {sorted(STEERING_DEFAULTS)}")
-    p = {**STEERING_DEFAULTS, **params}
-    if p["mode"] not in ("scale", "mean"):
-        raise IPGError(f"steering param 'mode' = {p['mode']!r}; allowed: scale, mean")
-    wants_means = p["mode"] == "mean" or bool(p["mean_ablation"])
+    if not isinstance(params, SteeringConfig):
+        raise IPGError(f"run_steering takes a SteeringConfig (SteeringConfig.from_dict(params)), "
+                       f"got {type(params).__name__}")
+    p = params
+    wants_means = p.needs_means
     if wants_means and not trajectories_path:
         raise IPGError("steering mode 'mean' / mean_ablation need the units' mean activations: "
                        "pass trajectories_path (the model's attribution trajectories)")
     device = resolve_device(device)  # a bad device: one line before reading anything
     prompts = read_prepared(prepared_path, split="heldout")
-    if p["n_prompts"]:
-        prompts = prompts.head(int(p["n_prompts"]))
+    if p.n_prompts:
+        prompts = prompts.head(p.n_prompts)
     scores = read_attribution(attribution_path).scores
     granularity = str(scores["granularity"].iloc[0]) if len(scores) else "neurons"
     method = str(scores["method"].iloc[0]) if len(scores) else "unknown"
@@ -297,9 +292,8 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
         if not sae_dirs:
             raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
         sae = [load_sae(d, device=device) for d in sae_dirs]
-    cfg = SamplingConfig(temperature=float(p["temperature"]),
-                         max_new_tokens=int(p["max_new_tokens"]),
-                         prompts_per_batch=int(p["prompts_per_batch"]))
+    cfg = SamplingConfig(temperature=float(p.temperature), max_new_tokens=p.max_new_tokens,
+                         prompts_per_batch=p.prompts_per_batch)
     labels = dict(model=Path(model_dir).name, task=task, method=method, granularity=granularity)
     start = time.perf_counter()
     means = None
@@ -308,28 +302,28 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
         from ipg.trajectories import read_trajectories
 
         means = trajectory_means(model, read_trajectories(trajectories_path), granularity, sae)
-    G = int(p["samples_per_prompt"])
+    G = p.samples_per_prompt
     from ipg.checkpoint import ChunkStore, fingerprint  # one chunk per condition x seed
 
     store = ChunkStore.for_output(out_parquet, fingerprint(
         [model_dir, prepared_path, attribution_path, *sae_dirs, *([trajectories_path] if
-         wants_means else [])], task=task, chat=chat, params=p, device=str(device)))
-    run = _Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, p["mode"],
-                  means if p["mode"] == "mean" else None, progress, store)
+         wants_means else [])], task=task, chat=chat, params=p.as_dict(), device=str(device)))
+    run = _Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, p.mode,
+                  means if p.mode == "mean" else None, progress, store)
     mean_run = (_Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, "mean", means, progress,
-                        store) if p["mean_ablation"] and p["mode"] == "scale" else None)
-    common = dict(seeds=[int(s) for s in p["seeds"]], labels=labels, _runner=run)
+                        store) if p.mean_ablation and p.mode == "scale" else None)
+    common = dict(seeds=[int(s) for s in p.seeds], labels=labels, _runner=run)
     rows = evaluate_steering(model, tokenizer, task, prompts, scores, granularity,
-                             selections=p["selections"], ks=[int(k) for k in p["ks"]],
-                             gammas=[float(g) for g in p["gammas"]], per_layer=p["per_layer"],
-                             mode=p["mode"], **common)
+                             selections=list(p.selections), ks=[int(k) for k in p.ks],
+                             gammas=[float(g) for g in p.gammas], per_layer=p.per_layer,
+                             mode=p.mode, **common)
     extras = _signed_extras(model, tokenizer, task, prompts, scores, granularity, p, run,
                             mean_run, common)
     if extras:
         rows = pd.concat([rows, *extras], ignore_index=True)
-    if p["control_temperatures"]:
+    if p.control_temperatures:
         rows = pd.concat([rows, temperature_control(model, tokenizer, task, prompts,
-                                                    p["control_temperatures"], **common)],
+                                                    list(p.control_temperatures), **common)],
                          ignore_index=True)
     for r in (run, mean_run):
         if r is not None:
@@ -348,7 +342,8 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
                **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
                              "attribution": str(attribution_path), "task": task, "chat": chat,
                              "trajectories": str(trajectories_path) if wants_means else None,
-                             "sae_dirs": [str(d) for d in sae_dirs], **labels, **p}),
+                             "sae_dirs": [str(d) for d in sae_dirs], **labels,
+                             **p.as_dict()}),
                "device": str(device)}  # where it ran (not a param: the config hash ignores it)
     target = metrics_path or str(Path(out_parquet).with_suffix(".json"))
     write_json_atomic(metrics, target)

@@ -2,11 +2,13 @@
 advantage A_j of Eq. 1, the number of samples G per prompt, the path points m of the Eq. 2
 quadrature): attribute the same trajectories once per variant and compare with the base run.
 
-    run_variant(model_dir, trajectories_path, "neurons", {"m": 8}, out_parquet, out_json)
+    run_variant(model_dir, trajectories_path, "neurons", VariantSpec.parse({"m": 8}), out_parquet,
+                out_json)
     summarize_sensitivity({"base": (pq, js), "m8": (pq, js)}, top_k=32) -> one row per variant
 
 A variant is IPGConfig keys plus `max_samples_per_prompt` (G: only the first G samples of
-each prompt, by sample_id, are attributed; the leave-one-out advantage needs G >= 2). The
+each prompt, by sample_id, are attributed; the leave-one-out advantage needs G >= 2), parsed
+once into an ipg.job_params.VariantSpec (at DAG-build time for the workflow's jobs). The
 summary columns (`SUMMARY_COLUMNS`), per variant:
 
 - spearman: Spearman rank correlation of the variant's unit scores with the base's
@@ -33,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ipg.errors import IPGError
+from ipg.job_params import SAMPLES_KEY, VariantSpec
 
-SAMPLES_KEY = "max_samples_per_prompt"  # a variant key handled here, not an IPGConfig key
 SUMMARY_COLUMNS = ["variant", "params", "n_units", "top_k", "spearman", "jaccard_topk",
                    "chance_jaccard", "completeness_residual", "wall_seconds",
                    "n_prompts_nonzero_advantage", "samples_per_prompt", "retest_spearman_half",
@@ -53,33 +55,20 @@ def first_samples(trajectories: pd.DataFrame, g: int) -> pd.DataFrame:
     return trajectories[rank <= int(g)].reset_index(drop=True)
 
 
-def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
-    """(IPGConfig keys, G or None), with the LOO check: G < 2 leaves no leave-one-out baseline."""
-    ipg = dict(params)
-    g = ipg.pop(SAMPLES_KEY, None)
-    if g is not None and int(g) < 2 and ipg.get("advantage", "loo") == "loo":
-        raise IPGError(f"sensitivity key '{SAMPLES_KEY}' = {g} with the leave-one-out advantage: "
-                       f"LOO needs >= 2 samples per prompt; use >= 2 or advantage: raw")
-    return ipg, (None if g is None else int(g))
-
-
 def run_variant(model_dir: str | os.PathLike, trajectories_path: str | os.PathLike,
-                granularity: str, params: Mapping[str, Any], parquet_path: str | os.PathLike,
+                granularity: str, variant: VariantSpec, parquet_path: str | os.PathLike,
                 metrics_path: str | os.PathLike, sae_dirs: Sequence[str | os.PathLike] = (),
                 name: str = "ipg", progress: bool = True) -> dict[str, Any]:
     """Attribute one variant (IPG, Eqs. 1-3) and write its table + metrics. Returns metrics."""
-    from ipg.attribution.methods import check_method, run_attribution
+    from ipg.attribution.methods import run_spec
     from ipg.attribution.table import write_attribution
     from ipg.models.load import load_model
     from ipg.provenance import provenance
     from ipg.trajectories import read_trajectories
 
-    ipg, g = split_params(params)
-    method = {"kind": "ipg", **ipg}
-    check_method(method)  # a bad IPG key: one line before loading anything
     trajectories = read_trajectories(trajectories_path)
-    if g is not None:
-        trajectories = first_samples(trajectories, g)
+    if variant.max_samples_per_prompt is not None:
+        trajectories = first_samples(trajectories, variant.max_samples_per_prompt)
     model, _ = load_model(model_dir)
     sae = None
     if granularity == "sae":
@@ -88,12 +77,12 @@ def run_variant(model_dir: str | os.PathLike, trajectories_path: str | os.PathLi
         if not sae_dirs:
             raise IPGError("granularity 'sae' needs sae_dirs (the trained SAE folders)")
         sae = [load_sae(d) for d in sae_dirs]
-    att = run_attribution(model, trajectories, granularity, method, sae, progress, name)
+    att = run_spec(model, trajectories, granularity, variant.method, sae, progress, name)
     att.metrics["samples_per_prompt"] = int(trajectories.groupby("prompt_id").size().max())
-    att.metrics["variant_params"] = dict(params)
+    att.metrics["variant_params"] = dict(variant.params)
     att.metrics.update(provenance({"model_dir": str(model_dir),
                                    "trajectories": str(trajectories_path),
-                                   "granularity": granularity, "variant": name, **dict(params)}))
+                                   "granularity": granularity, "variant": name, **variant.params}))
     write_attribution(att, parquet_path, metrics_path)
     return att.metrics
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ipg.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
+from ipg.job_params import SamplingSettings
 from ipg.outcomes import accuracy_reward, length_reward
 from ipg.sampling import SamplingConfig, sample_trajectories
 from ipg.tasks import get_task
@@ -154,13 +155,14 @@ def run_sampling(
     chat: bool,
     split: str,
     seed: int,
-    sampling: dict[str, Any],
+    sampling: SamplingSettings,
     table_path: str,
     metrics_path: str,
     progress: bool = True,
     device: str | None = None,
 ) -> dict[str, Any]:
     """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics.
+    `sampling`: the typed settings (ipg.job_params.SamplingSettings), used as is.
 
     Progress is saved per batch of prompts in `<table_path>.chunks/` (ipg.checkpoint): a
     killed run resumes from its last saved batch with identical results. device: None / "auto"
@@ -171,18 +173,16 @@ def run_sampling(
     from ipg.provenance import provenance
     from ipg.tasks.prepare import read_prepared
 
+    if not isinstance(sampling, SamplingSettings):
+        raise IPGError(f"run_sampling takes a SamplingSettings (SamplingSettings.from_dict("
+                       f"settings)), got {type(sampling).__name__}")
     device = resolve_device(device)  # a bad device: one line before reading anything
     prepared = read_prepared(prepared_path, split=split)
-    if sampling.get("n_prompts"):
-        prepared = prepared.head(int(sampling["n_prompts"]))
+    if sampling.n_prompts:
+        prepared = prepared.head(sampling.n_prompts)
     model, tokenizer = load_model(model_dir, device=device)
-    n_samples = int(sampling.get("samples_per_prompt", 8))
-    cfg = SamplingConfig(
-        temperature=float(sampling.get("temperature", 1.0)),
-        max_new_tokens=int(sampling.get("max_new_tokens", 96)),
-        prompts_per_batch=int(sampling.get("prompts_per_batch", 8)),
-        seed=seed,
-    )
+    n_samples = sampling.samples_per_prompt
+    cfg = sampling.sampler(seed)
     key = fingerprint([model_dir, prepared_path], task=task, chat=chat, split=split,
                       n_prompts=len(prepared), n_samples=n_samples, cfg=cfg.__dict__,
                       device=str(device))

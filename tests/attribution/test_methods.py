@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ipg.attribution.methods import METHODS, check_method, run_attribution
+from ipg.attribution.methods import METHODS, MethodSpec, run_attribution
 from ipg.attribution.run import run_method
 from ipg.attribution.table import read_attribution
 from ipg.errors import IPGError
@@ -37,7 +37,7 @@ def table(qwen):
 
 def test_registry_lists_every_kind_without_heavy_imports() -> None:
     assert set(KINDS) <= set(METHODS.names())  # the study's kinds; a plug-in may add more
-    code = ("import sys, ipg.attribution.methods as m; m.check_method({'kind': 'freq'}); "
+    code = ("import sys, ipg.attribution.methods as m; m.MethodSpec.parse({'kind': 'freq'}); "
             "print([x for x in ('torch', 'pandas') if x in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # config checks (snakemake -n) stay light
@@ -97,19 +97,21 @@ def test_unknown_kind_and_bad_params_are_one_line_errors(qwen, table) -> None:
     allowed = "allowed: act, contrastive, freq, gxa, ig_likelihood, ipg, random"
     for bad in ({"kind": "saliency"}, {"kind": "Act"}):
         with pytest.raises(IPGError, match=f"unknown attribution method '{bad['kind']}'; {allowed}$"):
-            check_method(bad)
+            MethodSpec.parse(bad)
     with pytest.raises(IPGError, match="unknown attribution method 'saliency'") as err:
         run_attribution(qwen, table, "neurons", {"kind": "saliency"})
     assert "\n" not in str(err.value)
     with pytest.raises(IPGError, match="needs a 'kind'"):
-        check_method({"seed": 1})
+        MethodSpec.parse({"seed": 1})
     with pytest.raises(IPGError, match="ig_likelihood key 'reward' is not settable"):
-        check_method({"kind": "ig_likelihood", "reward": "length"})
+        MethodSpec.parse({"kind": "ig_likelihood", "reward": "length"})
     with pytest.raises(IPGError, match="unknown IPG config key 'n_steps'"):
-        check_method({"kind": "ipg", "n_steps": 3})
+        MethodSpec.parse({"kind": "ipg", "n_steps": 3})
     with pytest.raises(IPGError, match="unknown random key 'threshold'"):
-        check_method({"kind": "random", "threshold": 1.0})
-    assert check_method({"kind": "freq", "threshold": 0.5}) == ("freq", {"threshold": 0.5})
+        MethodSpec.parse({"kind": "random", "threshold": 1.0})
+    spec = MethodSpec.parse({"kind": "freq", "threshold": 0.5})
+    assert (spec.kind, spec.params, spec.config.threshold) == ("freq", {"threshold": 0.5}, 0.5)
+    assert spec.entry == {"kind": "freq", "threshold": 0.5}
 
 
 def test_run_method_round_trips(tiny_qwen2_dir, tmp_path) -> None:
@@ -123,7 +125,7 @@ def test_run_method_round_trips(tiny_qwen2_dir, tmp_path) -> None:
     out = tmp_path / "out"
     for kind, params, name in [("random", {"seed": 1}, "random_s1"), ("gxa", {"layers": [1]}, None),
                                ("ig_likelihood", {"m": 8, "chunk": 8, "max_residual": None}, None)]:
-        metrics = run_method(tiny_qwen2_dir, path, "heads", {"kind": kind, **params},
+        metrics = run_method(tiny_qwen2_dir, path, "heads", MethodSpec.parse({"kind": kind, **params}),
                              out / f"{name or kind}.parquet", out / f"{name or kind}.json",
                              progress=False, method_name=name)
         att = read_attribution(out / f"{name or kind}.parquet", out / f"{name or kind}.json")
@@ -131,11 +133,13 @@ def test_run_method_round_trips(tiny_qwen2_dir, tmp_path) -> None:
         assert att.metrics["method"] == metrics["method"] == (name or kind)
         saved = json.loads((out / f"{name or kind}.json").read_text())
         assert saved["params"]["kind"] == kind and "versions" in saved and saved["wall_seconds"] >= 0
-        again = run_method(tiny_qwen2_dir, path, "heads", {"kind": kind, **params},
+        again = run_method(tiny_qwen2_dir, path, "heads", MethodSpec.parse({"kind": kind, **params}),
                            out / "again.parquet", out / "again.json", progress=False)
         assert np.allclose(read_attribution(out / "again.parquet").per_prompt, att.per_prompt)
     with pytest.raises(IPGError, match="unknown attribution method 'foo'"):
-        run_method(tiny_qwen2_dir, path, "heads", {"kind": "foo"}, out / "x.parquet", out / "x.json")
+        MethodSpec.parse({"kind": "foo"})
+    with pytest.raises(IPGError, match="takes a MethodSpec"):  # a dict is parsed before, once
+        run_method(tiny_qwen2_dir, path, "heads", {"kind": "act"}, out / "x.parquet", out / "x.json")
 
 
 def test_ipg_config_choices_match_the_engine_registries() -> None:

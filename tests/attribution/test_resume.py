@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipg.attribution.methods import CHUNKED, run_attribution
+from ipg.attribution.methods import CHUNKED, MethodSpec, run_attribution
 from ipg.attribution.run import run_method
 from ipg.attribution.table import read_attribution
 from ipg.checkpoint import ChunkStore
@@ -72,7 +72,7 @@ def test_run_method_removes_the_store_and_discards_a_stale_one(tiny_qwen2_dir, t
                        pred="a")
     path = tmp_path / "traj.parquet"
     traj.to_parquet(path)
-    method = {"kind": "ipg", "reward": "length", **FAST}
+    method = MethodSpec.parse({"kind": "ipg", "reward": "length", **FAST})
     out = tmp_path / "out"
     run_method(tiny_qwen2_dir, path, "neurons", method, out / "ref.parquet", out / "ref.json",
                progress=False)

@@ -28,9 +28,9 @@ def _validate(cfg: dict) -> Callable[[], Any]:
 
 
 def _check_method(entry: dict) -> Callable[[], Any]:
-    from ipg.attribution.methods import check_method
+    from ipg.attribution.methods import MethodSpec
 
-    return lambda: check_method(entry)
+    return lambda: MethodSpec.parse(entry)
 
 
 # -- the study config (workflow/schemas/config.schema.yaml) -------------------------------------

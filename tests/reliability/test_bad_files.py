@@ -29,11 +29,13 @@ CASES, case = case_registry("test_bad_files")
 
 @case("prepared: corrupt parquet")
 def _(ctx):
+    from ipg.job_params import SamplingSettings
     from ipg.trajectories import run_sampling
 
     bad = garbage(ctx.tmp / "chain_sum.parquet")
     return (lambda: run_sampling(str(ctx.tmp / "model"), str(bad), "chain_sum", False, "attribution",
-                                 0, {}, str(ctx.out / "0.parquet"), str(ctx.out / "0.json"), False),
+                                 0, SamplingSettings.from_dict({}), str(ctx.out / "0.parquet"),
+                                 str(ctx.out / "0.json"), False),
             [str(bad), "not readable parquet"], "re-run the prepare step")
 
 

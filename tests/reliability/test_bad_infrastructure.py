@@ -162,13 +162,14 @@ def _(ctx):
 def _(ctx):
     import torch
 
+    from ipg.job_params import SamplingSettings
     from ipg.trajectories import run_sampling
 
     ctx.mp.setenv("IPG_DEVICE", "cuda")
     ctx.mp.setattr(torch.cuda, "is_available", lambda: False)  # the same line on a GPU machine
     call = lambda: run_sampling(str(ctx.fixture("tiny_qwen2_dir")), str(ctx.tmp / "missing.parquet"),  # noqa: E731
-                                "chain_sum", False, "attribution", 0, {}, str(ctx.out / "t.parquet"),
-                                str(ctx.out / "t.json"))
+                                "chain_sum", False, "attribution", 0, SamplingSettings.from_dict({}),
+                                str(ctx.out / "t.parquet"), str(ctx.out / "t.json"))
     return call, ["IPG_DEVICE='cuda'", "CUDA is not available"], "unset IPG_DEVICE"
 
 

@@ -87,11 +87,13 @@ def test_attribution_twice_is_bitwise_identical(tiny_qwen2, tmp_path: Path) -> N
 def sampled(tiny_qwen2_dir, tmp_path_factory):
     """run_sampling twice with the same seed on a prepared organism_arith file."""
     from ipg.tasks.prepare import prepare_task, write_prepared
+    from ipg.job_params import SamplingSettings
     from ipg.trajectories import run_sampling
 
     tmp = tmp_path_factory.mktemp("sampling")
     prepared = write_prepared(prepare_task("organism_arith", 2, 1, seed=0), tmp / "arith.parquet")
-    sampling = {"samples_per_prompt": 3, "max_new_tokens": 8, "temperature": 1.0, "prompts_per_batch": 2}
+    sampling = SamplingSettings(samples_per_prompt=3, max_new_tokens=8, temperature=1.0,
+                                prompts_per_batch=2)
     for run in ("a", "b"):
         run_sampling(str(tiny_qwen2_dir), str(prepared), "organism_arith", False, "attribution", 11,
                      sampling, str(tmp / f"{run}.parquet"), str(tmp / f"{run}.json"), progress=False)

@@ -1,4 +1,8 @@
-"""Snakemake script: attribute one (model, task, granularity) with one method (IPG or a baseline)."""
+"""Snakemake script: attribute one (model, task, granularity) with one method (IPG or a baseline).
+
+params: method (an ipg.attribution.methods.MethodSpec parsed at DAG-build time, used as is),
+method_key (its entry as a dict: the params rerun trigger's record, not read here).
+"""
 from ipg.scripting import run_script
 
 
@@ -8,7 +12,7 @@ def main(smk):
 
     dirs = sae_dirs(smk.input.sae) if smk.wildcards.granularity == "sae" else ()
     run_method(smk.input.model, smk.input.trajectories, smk.wildcards.granularity,
-               dict(smk.params.method), smk.output.table, smk.output.metrics, sae_dirs=dirs,
+               smk.params.method, smk.output.table, smk.output.metrics, sae_dirs=dirs,
                method_name=smk.wildcards.method,
                chunk_prompts=smk.config["attribution"]["chunk_prompts"])  # resumable, not a param
 

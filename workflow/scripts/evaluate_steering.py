@@ -2,9 +2,8 @@
 
 input: model, data (prepared parquet), attribution (parquet), sae (the SAE root, for the sae
 granularity), trajectories (the model's attribution trajectories, for mode mean /
-mean_ablation); params: chat, steering (ks, gammas, selections, seeds, samples_per_prompt,
-n_prompts, temperature, max_new_tokens, prompts_per_batch, control_temperatures,
-deletion_ks, mode, mean_ablation, per_layer);
+mean_ablation); params: chat, steering (an ipg.job_params.SteeringConfig parsed at DAG-build
+time, used as is), steering_key (its dict: the params rerun trigger's record, not read here);
 output: table (rows parquet), summary (csv), metrics (config + provenance JSON).
 """
 from ipg.scripting import run_script
@@ -18,7 +17,7 @@ def main(smk):
     run_steering(
         model_dir=smk.input.model, prepared_path=smk.input.data,
         attribution_path=smk.input.attribution, task=smk.wildcards.task, chat=smk.params.chat,
-        params=dict(smk.params.steering), out_parquet=smk.output.table,
+        params=smk.params.steering, out_parquet=smk.output.table,
         out_summary_csv=smk.output.summary, metrics_path=smk.output.metrics, sae_dirs=dirs,
         trajectories_path=getattr(smk.input, "trajectories", None),
     )

@@ -1,4 +1,8 @@
-"""Snakemake script: sample and score G trajectories per attribution prompt."""
+"""Snakemake script: sample and score G trajectories per attribution prompt.
+
+params: sampling (an ipg.job_params.SamplingSettings parsed at DAG-build time, used as is),
+sampling_key (its dict: the params rerun trigger's record, not read here), chat, split.
+"""
 from ipg.scripting import run_script
 
 
@@ -8,7 +12,7 @@ def main(smk):
     run_sampling(
         model_dir=smk.input.model, prepared_path=smk.input.data, task=smk.wildcards.task,
         chat=smk.params.chat, split=smk.params.split, seed=int(smk.wildcards.seed),
-        sampling=dict(smk.params.sampling), table_path=smk.output.table,
+        sampling=smk.params.sampling, table_path=smk.output.table,
         metrics_path=smk.output.metrics,
     )
 

@@ -1,7 +1,9 @@
 """Snakemake script: attribute one sensitivity variant (IPG with some estimator choice changed).
 
 input: model, trajectories (parquet), sae (the SAE root, for the sae granularity);
-params: ipg (IPGConfig keys + max_samples_per_prompt); output: table (parquet), metrics (JSON).
+params: ipg (an ipg.job_params.VariantSpec parsed at DAG-build time: an IPG MethodSpec + G,
+used as is), ipg_key (its dict: the params rerun trigger's record, not read here);
+output: table (parquet), metrics (JSON).
 """
 from ipg.scripting import run_script
 
@@ -12,7 +14,7 @@ def main(smk):
 
     dirs = sae_dirs(smk.input.sae) if smk.wildcards.granularity == "sae" else ()
     run_variant(smk.input.model, smk.input.trajectories, smk.wildcards.granularity,
-                dict(smk.params.ipg), smk.output.table, smk.output.metrics, sae_dirs=dirs,
+                smk.params.ipg, smk.output.table, smk.output.metrics, sae_dirs=dirs,
                 name=smk.wildcards.variant, progress=False)
 
 

@@ -3,8 +3,12 @@ or any method of attribution/methods.py (docs/method.md, "Baselines the study co
 against"), write the attribution table and its metrics.
 
     run_ipg(model_dir, trajectories_path, "neurons", params, out_parquet, out_metrics)
-    run_method(model_dir, trajectories_path, "neurons", {"kind": "random", "seed": 1},
-               out_parquet, out_metrics, method_name="random_s1")
+    run_method(model_dir, trajectories_path, "neurons",
+               MethodSpec.parse({"kind": "random", "seed": 1}), out_parquet, out_metrics,
+               method_name="random_s1")
+
+run_method takes the typed MethodSpec (the attribute job's params, parsed at DAG-build time)
+and uses it as is; run_ipg parses its IPGConfig keys into one.
 """
 from __future__ import annotations
 
@@ -13,8 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ipg.attribution.ipg import IPGConfig, attribute
-from ipg.attribution.methods import CHUNKED, parse_method, run_parsed
+from ipg.attribution.methods import CHUNKED, MethodSpec, run_spec
 from ipg.attribution.table import write_attribution
 from ipg.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
@@ -56,8 +59,8 @@ def run_ipg(
     chunk_prompts: int | None = None,
 ) -> dict[str, Any]:
     """Attribute one model on one trajectory table; `params` are IPGConfig keys. Returns metrics."""
-    return run_method(model_dir, trajectories_path, granularity, {"kind": "ipg", **params},
-                      parquet_path, metrics_path, sae_dirs, device, dtype, progress, "ipg",
+    return run_method(model_dir, trajectories_path, granularity,
+                      MethodSpec.parse({"kind": "ipg", **params}), parquet_path, metrics_path, sae_dirs, device, dtype, progress, "ipg",
                       chunk_prompts)
 
 
@@ -65,7 +68,7 @@ def run_method(
     model_dir: str | os.PathLike,
     trajectories_path: str | os.PathLike,
     granularity: str,
-    method: dict[str, Any],
+    method: MethodSpec,
     parquet_path: str | os.PathLike,
     metrics_path: str | os.PathLike,
     sae_dirs: Sequence[str | os.PathLike] = (),
@@ -75,8 +78,8 @@ def run_method(
     method_name: str | None = None,
     chunk_prompts: int | None = None,
 ) -> dict[str, Any]:
-    """Run one method entry {'kind': ipg | act | freq | gxa | ig_likelihood | contrastive |
-    random, **params} and write its table under `method_name` (default: the kind).
+    """Run one parsed method entry (MethodSpec of kind ipg | act | freq | gxa | ig_likelihood |
+    contrastive | random, ...) and write its table under `method_name` (default: the kind).
 
     chunk_prompts: for the long kinds (methods.CHUNKED), save per-prompt scores every that
     many prompts in `<parquet_path>.chunks/` (ipg.checkpoint), so a killed run resumes from
@@ -89,21 +92,22 @@ def run_method(
     from ipg.devices import resolve_device
     from ipg.provenance import provenance
 
-    plugin, cfg = parse_method(method)  # bad kind or params: one line before loading anything
-    kind = plugin.kind
+    if not isinstance(method, MethodSpec):
+        raise IPGError(f"run_method takes a MethodSpec (MethodSpec.parse(entry)), got "
+                       f"{type(method).__name__}")
+    kind = method.kind
     device = resolve_device(device)
     store = None
     if chunk_prompts is not None and kind in CHUNKED:
         key = fingerprint([model_dir, trajectories_path, *sae_dirs], granularity=granularity,
-                          method=dict(method), name=method_name, device=str(device), dtype=dtype)
+                          method=method.entry, name=method_name, device=str(device), dtype=dtype)
         store = ChunkStore.for_output(parquet_path, key, chunk_size=chunk_prompts)
     model, trajectories, sae = _load(model_dir, trajectories_path, granularity, sae_dirs, device, dtype)
-    att = run_parsed(model, trajectories, granularity, plugin, cfg, dict(method), sae, progress,
-                     method_name, store)
+    att = run_spec(model, trajectories, granularity, method, sae, progress, method_name, store)
     att.metrics.update(provenance({
         "model_dir": str(model_dir), "trajectories": str(trajectories_path),
         "granularity": granularity, "dtype": dtype, "method": att.metrics["method"],
-        **dict(method),
+        **method.entry,
     }))
     att.metrics["device"] = str(device)  # where it ran (not a param: the config hash ignores it)
     write_attribution(att, parquet_path, metrics_path)

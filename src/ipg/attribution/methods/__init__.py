@@ -13,16 +13,18 @@ in the planned DAG. A plug-in module imports torch / pandas inside its functions
 listing the kinds and checking a config at DAG-build time stay light.
 
 `parse_method(entry)` validates an entry {'kind': ..., **params} without a model and returns
-(Method, typed config); `check_method` is its (kind, params) form; `run_attribution` runs one
-(given an ipg.checkpoint store, the kinds with `chunked` save per-prompt scores per chunk of
-prompts and resume from them); `rename(att, name)` records a method entry's name.
+(Method, typed config); `MethodSpec.parse(entry)` is the typed form an attribute job receives
+(parsed once at DAG-build time in rules/attribution.smk, pickled into the job by Snakemake)
+and `run_spec` runs it as is (given an ipg.checkpoint store, the kinds with `chunked` save
+per-prompt scores per chunk of prompts and resume from them); `run_attribution` parses a dict
+entry and runs it; `rename(att, name)` records a method entry's name.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import pkgutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from ipg.attribution.baseline_config import KEYS, BaselineConfig  # noqa: F401 - public here too
@@ -97,35 +99,51 @@ def parse_method(method: Any) -> tuple[Method, Any]:
     return plugin, plugin.parse({k: v for k, v in method.items() if k != "kind"})
 
 
-def check_method(method: Any) -> tuple[str, dict[str, Any]]:
-    """Validate a method entry {'kind': ..., **params} without a model: (kind, params)."""
-    plugin, _ = parse_method(method)
-    return plugin.kind, {k: v for k, v in method.items() if k != "kind"}
+@dataclass(frozen=True)
+class MethodSpec:
+    """One parsed method entry: the typed params of an attribute job (docs/method.md,
+    "Baselines"). kind: a registered kind; config: its plug-in's typed config (IPGConfig,
+    BaselineConfig, ...), used as is by the engine; params: the entry's keys as given,
+    recorded in the metrics and the checkpoint key. Picklable: Snakemake hands it to the job."""
+    kind: str
+    config: Any
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: Any) -> "MethodSpec":
+        """An entry {'kind': ..., **params} checked and parsed (one-line IPGError if bad)."""
+        plugin, cfg = parse_method(entry)
+        return cls(plugin.kind, cfg, {k: v for k, v in entry.items() if k != "kind"})
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        """The entry it was parsed from: {'kind': ..., **params}."""
+        return {"kind": self.kind, **self.params}
 
 
 def run_attribution(model: nn.Module, trajectories: pd.DataFrame, granularity: str,
                     method: dict[str, Any], sae: Any = None, progress: bool = True,
                     name: str | None = None, store: ChunkStore | None = None) -> Attribution:
-    """One method entry {'kind': ..., **params} -> Attribution named `name` (default: kind).
+    """One method entry {'kind': ..., **params} -> Attribution named `name` (default: kind):
+    run_spec of MethodSpec.parse(method)."""
+    return run_spec(model, trajectories, granularity, MethodSpec.parse(method), sae, progress,
+                    name, store)
+
+
+def run_spec(model: nn.Module, trajectories: pd.DataFrame, granularity: str, spec: MethodSpec,
+             sae: Any = None, progress: bool = True, name: str | None = None,
+             store: ChunkStore | None = None) -> Attribution:
+    """A parsed method entry -> Attribution named `name` (default: its kind); its typed config
+    goes to the plug-in as is, its params are recorded in the metrics.
 
     With a `store` (ipg.checkpoint), the chunked kinds save per-prompt scores per chunk of
     prompts and resume from them (bitwise identical results); other kinds ignore it."""
-    plugin, cfg = parse_method(method)
-    return run_parsed(model, trajectories, granularity, plugin, cfg, method, sae, progress,
-                      name, store)
-
-
-def run_parsed(model: nn.Module, trajectories: pd.DataFrame, granularity: str, plugin: Method,
-               cfg: Any, method: dict[str, Any], sae: Any = None, progress: bool = True,
-               name: str | None = None, store: ChunkStore | None = None) -> Attribution:
-    """run_attribution with the entry already parsed (parse_method): its typed config `cfg`;
-    `method` (the entry) is recorded in the metrics."""
-    params = {k: v for k, v in method.items() if k != "kind"}
-    att = plugin.run(model, trajectories, granularity, cfg, sae, progress,
+    plugin = METHODS.get(spec.kind)
+    att = plugin.run(model, trajectories, granularity, spec.config, sae, progress,
                      store if plugin.chunked else None)
     att.metrics["kind"] = plugin.kind
     att.metrics.setdefault("n_trajectories", len(trajectories))
-    att.metrics.setdefault("params", params)
+    att.metrics.setdefault("params", dict(spec.params))
     return rename(att, name or plugin.kind)
 
 
