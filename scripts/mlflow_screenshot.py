@@ -2,11 +2,11 @@
 
     python scripts/mlflow_screenshot.py URL [OUT.png] [--experiment ipg-study] [--stage attribution]
 
-The runs page keeps its columns and filter in the browser's localStorage, not in the URL, so a
-plain `chromium --screenshot URL` shows only the default attribute columns. This script starts
-Chromium with a throw-away profile and a DevTools port, writes the page's state (a search filter
-on the `stage` tag, the param and metric columns of that stage, the assistant panel closed) into
-localStorage, loads the runs page, waits until the table has rows, and saves a PNG.
+The columns come from the stage's saved view that the study keeps on the tracking server
+(experiment tag mlflow.sharedViewState.ipg-<stage>, ipg.tracking.views), opened by its URL
+`?viewStateShareKey=ipg-<stage>`, as any browser opens it. This script starts Chromium with a
+throw-away profile and a DevTools port, closes the assistant panel, loads that URL, waits until
+the table has rows, and saves a PNG.
 It reads the UI only (REST search + the page); it writes nothing to the tracking store.
 Needs /usr/bin/chromium (or $CHROMIUM) and websocket-client (in requirements.lock).
 """
@@ -26,16 +26,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-# stage tag -> (params, metrics) shown as columns, in this order
-COLUMNS = {
-    "attribution": (["granularity", "method", "kind", "config.reward"],
-                    ["completeness_residual", "phi_delta", "n_prompts_nonzero_advantage", "n_units",
-                     "wall_seconds"]),
-    "intervention": (["granularity", "method", "ks", "gammas"],
-                     ["baseline_accuracy", "n_conditions", "n_prompts", "seconds"]),
-    "trajectories": (["task", "temperature", "samples_per_prompt"],
-                     ["accuracy", "mean_length", "truncated_fraction", "tokens_per_second"]),
-}
+from ipg.tracking.views import COLUMNS, view_url  # the study's saved views
+
 CLOSE_ASSISTANT = '[data-component-id="mlflow.assistant.chat_panel.close"]'
 
 
@@ -56,16 +48,6 @@ def experiment_id(base: str, name: str) -> str:
         return get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]["experiment_id"]
     except Exception as err:  # noqa: BLE001 - any failure means: no UI or no such experiment
         fail(f"no MLflow UI answering on {base} with an experiment {name!r} ({err})")
-
-
-def page_state(stage: str) -> dict:
-    params, metrics = COLUMNS[stage]
-    columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
-    # widths (pixels) by column id; the run name holds model/task/granularity/method
-    widths = {"attributes.`Run Name`": 340, **{c: max(100, 8 * len(c) - 60) for c in columns}}
-    return {"searchFilter": f"tags.stage = '{stage}'", "selectedColumns": columns,
-            "columnOrder": list(widths), "columnWidths": widths,
-            "runListHidden": False, "viewMaximized": True}
 
 
 class Page:
@@ -116,7 +98,7 @@ def free_port() -> int:
 
 def screenshot(base: str, out: Path, experiment: str, stage: str, width: int, height: int) -> str:
     exp_id = experiment_id(base, experiment)
-    url = f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    url = view_url(base, exp_id, stage)
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not shutil.which(chromium):
         fail(f"{chromium} not found; install it (apt-get install chromium) or set CHROMIUM=")
@@ -130,11 +112,9 @@ def screenshot(base: str, out: Path, experiment: str, stage: str, width: int, he
         page = Page(port)
         page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
                   mobile=False)
-        page.call("Page.navigate", url=f"{base}/")  # same origin, so localStorage can be written
+        page.call("Page.navigate", url=f"{base}/")  # same origin: the assistant panel stays shut
         page.wait_for("document.readyState === 'complete'", 30)
-        state = {f'MLflowLocalStorage-1.1-ExperimentPage-["{exp_id}"]-ReactComponentState':
-                 json.dumps(page_state(stage)),
-                 "mlflow.assistant.panelOpen_v1": "false",
+        state = {"mlflow.assistant.panelOpen_v1": "false",
                  "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true"}
         page.eval(f"Object.entries({json.dumps(state)}).forEach(([k, v]) => localStorage.setItem(k, v))")
         page.call("Page.navigate", url=url)

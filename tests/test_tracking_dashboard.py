@@ -185,6 +185,42 @@ def test_experiment_opens_on_the_runs_table(dash):
     assert "steered outcomes" in exp.tags["mlflow.note.content"]
 
 
+def test_saved_views_are_on_the_server_with_the_steered_columns(dash):
+    """One saved view per stage as an experiment tag (MLflow's sharedViewState envelope): the
+    intervention view filters the steering output runs and shows each condition's accuracy
+    and paired difference, i.e. metric keys the steering run really logged."""
+    _, uri, _, _, _ = dash
+    c = client(uri)
+    exp = c.get_experiment_by_name(EXP)
+    for stage in ("attribution", "intervention", "trajectories"):
+        raw = json.loads(exp.tags[f"mlflow.sharedViewState.{tracking.share_key(stage)}"])
+        assert isinstance(raw["name"], str) and isinstance(raw["createdAt"], int)
+        state = json.loads(raw["state"])
+        (run,) = c.search_runs([exp.experiment_id], state["searchFilter"])  # one output per stage
+        assert run.data.tags["stage"] == stage
+        logged = {f"metrics.`{k}`" for k in run.data.metrics} | {f"params.`{k}`" for k in run.data.params}
+        shown = set(state["selectedColumns"])
+        assert shown & logged and set(state["columnOrder"]) >= shown
+    steer = json.loads(json.loads(exp.tags["mlflow.sharedViewState.ipg-intervention"])["state"])
+    assert steer["selectedColumns"][:2] == ["metrics.`ipg/k2/gamma0.0/d_accuracy`",
+                                            "metrics.`ipg/k2/gamma0.0/accuracy`"]
+    assert tracking.runs_url("http://h", "7").endswith("viewStateShareKey=ipg-intervention")
+
+
+def test_saved_views_are_rewritten_only_when_they_change(dash):
+    _, uri, _, _, _ = dash
+    c = client(uri)
+    exp_id = c.get_experiment_by_name(EXP).experiment_id
+    written = []
+    real = c.set_experiment_tag
+    c.set_experiment_tag = lambda *a: (written.append(a[1]), real(*a))
+    tracking.save_views(c, exp_id, ["ipg/k2/gamma0.0/d_accuracy"])
+    assert written == []
+    tracking.save_views(c, exp_id, ["ipg/k2/gamma0.0/d_accuracy", "random/k2/gamma0.0/d_accuracy"])
+    assert written == ["mlflow.sharedViewState.ipg-intervention"]
+    tracking.save_views(c, exp_id, ["ipg/k2/gamma0.0/d_accuracy"])  # back as ingest left it
+
+
 def test_study_uri_prefers_mlflow_tracking_uri(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.study_uri(tmp_path) == tracking.tracking_uri(tmp_path)
@@ -248,16 +284,21 @@ def page_text(browser: str, url: str, wait_ms: int = 20000) -> str:
 
 @pytest.mark.slow
 def test_browser_sees_steering_outcomes(dash, server):
-    """A real headless Chromium over the MLflow UI: the experiment opens on its runs (not the
-    GenAI overview) and the steering run's page shows its steered outcomes."""
+    """A real headless Chromium (fresh profile: nothing in localStorage) over the MLflow UI:
+    the URL `ipg ui` prints opens the runs table (not the GenAI overview) on the saved
+    intervention view, whose columns show the steered outcomes with their values; the
+    steering run's own page shows them too."""
     browser = chromium()
     _, uri, _, _, _ = dash
     c = client(uri)
     exp = c.get_experiment_by_name(EXP).experiment_id
     (steer,) = c.search_runs([exp], "tags.stage = 'intervention' and tags.`ipg.level` = 'output'")
     home = page_text(browser, tracking.runs_url(server.url, exp))
-    assert "matching runs" in home and f">{EXP}<" in home  # the runs table, the study run listed
     assert "No data available for the selected time range" not in home  # not the GenAI overview
+    assert "tiny/arith/neurons/ipg" in home  # the steering run is a row of the table
+    for key in ("ipg/k2/gamma0.0/d_accuracy", "ipg/k2/gamma0.0/accuracy"):
+        assert key in home  # a column header
+        assert f"{steer.data.metrics[key]:.3g}"[:4] in home  # and its value in a cell
     run_page = page_text(browser, f"{server.url}/#/experiments/{exp}/runs/{steer.info.run_id}")
     value = steer.data.metrics["ipg/k2/gamma0.0/d_accuracy"]
     assert "ipg/k2/gamma0.0/d_accuracy" in run_page

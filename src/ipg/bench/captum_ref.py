@@ -1,6 +1,7 @@
 """captum's LayerIntegratedGradients on the same surrogate, for a timing comparison.
 
-Layers: every decoder layer's mlp.down_proj, attributed to its input (the neuron
+Layers: every decoder layer's MLP down-projection (mlp.down_proj in the Llama layout; where
+it lives per architecture: ipg.models.architecture), attributed to its input (the neuron
 activations), all layers at once (captum clamps each to its own path: the engine's
 "joint" mode). Baseline: zero activations. LayerIntegratedGradients derives the layer
 baseline by running the forward on baseline *inputs*, so the first input is a per-row
@@ -15,14 +16,14 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ipg.bench.workload import DenseBatch, generated_logprobs
+from ipg.bench.workload import DenseBatch, generated_logprobs, neuron_modules
 
 
 def captum_ipg(model: nn.Module, batch: DenseBatch, m: int, internal_batch_size: int) -> Tensor:
     """IPG of every MLP neuron (layers concatenated) [n_layers * d_ff] via captum, float64."""
     from captum.attr import LayerIntegratedGradients
 
-    downs = [layer.mlp.down_proj for layer in model.model.layers]
+    downs = neuron_modules(model)
 
     def forward_func(scale: Tensor, ids: Tensor, coef: Tensor) -> Tensor:
         handles = []

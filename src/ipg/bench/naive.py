@@ -3,7 +3,7 @@
 It loops over path points AND over generated tokens, as a per-token attribution tool would
 (captum's llm_attr pattern): for every Gauss-Legendre node a_k and every generated position t,
 one forward of the whole batch with every layer's neuron activations (the input of
-mlp.down_proj) clamped to a_k * h (zero baseline, h recorded on the unmodified forward), the
+the MLP down-projection, found by ipg.models.architecture) clamped to a_k * h (zero baseline, h recorded on the unmodified forward), the
 objective sum_j (A_j / G) log pi(a_{j,t} | s_{j,t}) from full-vocab logits, and one backward
 to those activations (hooks make them leaves). Then
     IPG_i = sum_k w_k sum_t sum_{j, pos} h_i * dobjective_{k,t} / da_i.
@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ipg.bench.workload import TEMPERATURE, DenseBatch
+from ipg.bench.workload import TEMPERATURE, DenseBatch, neuron_modules
 
 
 def naive_ipg(model: nn.Module, batch: DenseBatch, m: int) -> Tensor:
     """IPG of every MLP neuron (layers concatenated) [n_layers * d_ff], float64."""
-    downs = [layer.mlp.down_proj for layer in model.model.layers]
+    downs = neuron_modules(model)
     x, w = np.polynomial.legendre.leggauss(m)
     alphas, weights = (x + 1) / 2, w / 2
     recorded: list[Tensor] = [torch.empty(0)] * len(downs)

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ipg.bench.workload import bench_model, interleaved, split_layers, synthetic_table
+from ipg.components import decoder_layers
 
 FACTORS = (1, 2, 4)
 TIME_TARGET = {"T": "<= 1.1", "m": "<= 1.1", "N": "<= 1.1", "layers": ""}
@@ -64,7 +65,7 @@ def scaling_rows(spec: str, model, base: tuple[int, int, int, int], reps: int, t
     from ipg.bench.memory import measure
 
     name, _ = split_layers(spec)
-    n_layers = len(model.model.layers)
+    n_layers = len(decoder_layers(model))
     plan = sizes(base, n_layers)
     vocab = model.config.vocab_size
     models = {n_layers: model}

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ipg.components import decoder_layers
 from ipg.errors import IPGError
 
 # Random Qwen2 configs by name. "medium": 6 layers, d 256, d_ff 768, vocab 8192 (~9M
@@ -71,14 +72,32 @@ def bench_model(spec: str, results_dir: str = "results") -> tuple[nn.Module, str
         return model, spec
     model, label = _load_built(spec, results_dir)
     if n_layers:
-        layers = model.model.layers
+        layers = decoder_layers(model)
         if n_layers > len(layers):
             raise IPGError(f"bench model '{spec}:L{n_layers}': the model has {len(layers)} layers")
-        model.model.layers = nn.ModuleList(list(layers)[:n_layers])
-        model.config.num_hidden_layers = n_layers
-        if getattr(model.config, "layer_types", None):
-            model.config.layer_types = model.config.layer_types[:n_layers]
+        keep_layers(model, n_layers)
     return model, label
+
+
+def keep_layers(model: nn.Module, n_layers: int) -> None:
+    """Cut the model to its first n_layers decoder blocks (and its config to match), wherever
+    the architecture table says they live (model.model.layers, transformer.h, gpt_neox.layers)."""
+    from ipg.models.architecture import architecture, submodule
+
+    parent, _, name = architecture(model).blocks.rpartition(".")
+    owner = submodule(model, parent) if parent else model
+    setattr(owner, name, nn.ModuleList(list(decoder_layers(model))[:n_layers]))
+    model.config.num_hidden_layers = n_layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n_layers]
+
+
+def neuron_modules(model: nn.Module) -> list[nn.Module]:
+    """Every decoder block's MLP down-projection (its input = the neurons), first to last."""
+    from ipg.components import get_granularity
+
+    neurons = get_granularity("neurons", model)
+    return [neurons.module(layer) for layer in neurons.available_layers()]
 
 
 def _load_built(spec: str, results_dir: str) -> tuple[nn.Module, str]:

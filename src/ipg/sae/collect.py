@@ -1,9 +1,11 @@
 """Collect the residual stream that an SAE reads: the output of one decoder layer.
 
-For transformers Qwen2 / Llama causal LMs, `model.model.layers[layer]`'s output hidden state
+For every causal LM in the architecture table (ipg.models.architecture: Llama, Qwen2/3,
+Mistral, Gemma, Phi-3, GPT-2, GPT-NeoX), decoder block `layer`'s output hidden state
 (= `hidden_states[layer + 1]` of `output_hidden_states=True`, except that HF applies the final
 norm to the last entry) at the non-pad positions of each batch, stacked to [n_tokens, d_model].
 The forward stops right after that layer, so later layers and the LM head never run.
+docs/method.md, "Setting" (an SAE latent is read from this residual stream).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from ipg.components import decoder_layers
 from ipg.errors import IPGError
 
 Batch = Tensor | tuple[Tensor, Tensor] | Mapping[str, Tensor]
@@ -20,17 +23,6 @@ Batch = Tensor | tuple[Tensor, Tensor] | Mapping[str, Tensor]
 
 class _StopForward(Exception):
     """Raised by the capture hook once the wanted layer has run."""
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """model.model.layers of a Qwen2/Llama-style causal LM (IPGError for other layouts)."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise IPGError(
-            f"{type(model).__name__} has no model.layers list: SAE residuals need a "
-            "transformers Qwen2/Llama-style causal LM"
-        )
-    return layers
 
 
 def _unpack(batch: Batch) -> tuple[Tensor, Tensor]:

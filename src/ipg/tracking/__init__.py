@@ -7,6 +7,7 @@ study run with nested stage runs and one nested MLflow run per rule output.
     ingestion.py  metrics JSON files -> a study run, stage runs, one run per output (serial;
                   unchanged runs kept, changed ones replaced)
     server.py     `mlflow ui` on 127.0.0.1 in its own process group (UIServer.stop ends it all)
+    views.py      saved views (experiment tags): each stage's runs with its useful columns
 
 The names below are the public interface: `from ipg.tracking import ingest, ui, ...`.
 sqlite allows one writer at a time: nothing here is meant to run in parallel jobs.
@@ -41,11 +42,13 @@ from ipg.tracking.store import (
     study_uri,
     tracking_uri,
 )
+from ipg.tracking.views import COLUMNS, save_views, share_key, view_state, view_url
 
 __all__ = [
     "ARTIFACTS_DIR", "DB_NAME", "EXPERIMENT", "KEY_MAX", "LOCK_TIMEOUT_S", "PARAM_VALUE_MAX",
     "RUN_KEY_TAG", "SOURCE_HASH_TAG", "UIServer", "artifact_root", "check_store", "db_path",
     "flatten_params", "ingest", "ingest_to_file", "init_store", "init_to_file", "port_is_free",
     "run_identity", "split_metrics", "tracking_uri", "ui", "EXPERIMENT_KIND", "LEVEL_TAG",
-    "steering_outcomes", "study_uri", "runs_url",
+    "steering_outcomes", "study_uri", "runs_url", "COLUMNS", "save_views", "share_key",
+    "view_state", "view_url",
 ]

@@ -24,6 +24,7 @@ from ipg.tracking.content import (  # noqa: F401 - KEY_MAX, PARAM_VALUE_MAX: re-
     KEY_MAX, PARAM_VALUE_MAX, STEERING_COLUMNS, figure_stage, flatten_params, run_times,
     split_metrics, steering_outcomes)
 from ipg.tracking.store import EXPERIMENT, LOCK_TIMEOUT_S, _client, _store_errors, init_store
+from ipg.tracking.views import save_views
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,10 @@ def ingest(metrics_files: Sequence[str | os.PathLike], uri: str, experiment: str
         study_id = _rebuild_hierarchy(client, experiment_id, existing, linked, spans, experiment,
                                       base_params, figure_files)
         log.info("study run %s over %d output runs", study_id, len(out))
+        steered = [k for v in out.values() if v["stage"] == "intervention"
+                   for k in client.get_run(v["run_id"]).data.metrics]
+        save_views(client, experiment_id, steered, created_ms=max(
+            (end for _, end in spans.values()), default=0))
     return out
 
 

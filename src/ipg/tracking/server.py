@@ -18,6 +18,7 @@ from typing import Any
 
 from ipg.errors import IPGError
 from ipg.tracking.store import artifact_root, check_store
+from ipg.tracking.views import DEFAULT_VIEW, view_url
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -103,10 +104,13 @@ class UIServer:
         self.stop()
 
 
-def runs_url(base: str, experiment_id: str) -> str:
-    """The experiment's runs table in MLflow 3's UI. `workflowType=machine_learning` picks the
-    "Model training" side: by default MLflow 3 opens every experiment on the GenAI overview
-    (the choice is then kept in the browser's localStorage, key mlflow.workflowType)."""
+def runs_url(base: str, experiment_id: str, view: str | None = DEFAULT_VIEW) -> str:
+    """The experiment's runs table in MLflow 3's UI, opened on a stage's saved view (its
+    columns; ipg.tracking.views) or, with view=None, on the browser's own columns.
+    `workflowType=machine_learning` picks the "Model training" side: by default MLflow 3 opens
+    every experiment on the GenAI overview (the choice is then kept in localStorage)."""
+    if view is not None:
+        return view_url(base, experiment_id, view)
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ipg.errors import IPGError
+from ipg.tracking.views import SHARED_VIEW_TAG, save_views
 
 EXPERIMENT = "ipg-study"
 # Experiment tags: MLflow 3 opens an experiment by its kind; "custom_model_development" opens
@@ -143,7 +144,8 @@ def _client(uri: str):
 def init_store(uri: str, experiment: str = EXPERIMENT, timeout: float = LOCK_TIMEOUT_S) -> str:
     """Create the store (if missing) and the experiment (if missing); return the experiment id.
 
-    Idempotent; (re)sets the experiment's kind and note, so the UI opens on the runs table.
+    Idempotent; (re)sets the experiment's kind and note, so the UI opens on the runs table,
+    and saves the stages' views (ipg.tracking.views) where there are none yet.
     Run once before any job that touches the store (sqlite has one writer). A remote server
     (non-sqlite URI) keeps its artifacts where it is configured to.
     """
@@ -163,7 +165,9 @@ def init_store(uri: str, experiment: str = EXPERIMENT, timeout: float = LOCK_TIM
                 artifact_root(uri).mkdir(parents=True, exist_ok=True)
                 location = artifact_root(uri).as_uri()
             try:
-                return client.create_experiment(experiment, artifact_location=location, tags=tags)
+                exp_id = client.create_experiment(experiment, artifact_location=location, tags=tags)
+                save_views(client, exp_id)
+                return exp_id
             except MlflowException as err:  # created meanwhile by another process
                 exp = client.get_experiment_by_name(experiment)
                 if exp is None:
@@ -173,4 +177,6 @@ def init_store(uri: str, experiment: str = EXPERIMENT, timeout: float = LOCK_TIM
         for key, value in tags.items():
             if exp.tags.get(key) != value:
                 client.set_experiment_tag(exp.experiment_id, key, value)
+        if not any(key.startswith(SHARED_VIEW_TAG) for key in exp.tags):
+            save_views(client, exp.experiment_id)  # ingest refreshes them with steering columns
         return exp.experiment_id
