@@ -1,5 +1,6 @@
 """The paper architecture on a GPU: sampling, IPG and steering at the paper's lengths, measured
-next to the cost model's prediction (docs/method.md, Performance; ipg.bench.paper_plan).
+next to the cost model's prediction (docs/method.md, Cost at the paper's scale;
+ipg.bench.paper_plan).
 
     python scripts/gpu_paper_scale.py                        # CUDA, bf16, 28 layers, T = 4096
     python scripts/gpu_paper_scale.py --device cpu --tiny    # the CPU smoke test (make test)
@@ -9,8 +10,8 @@ study's sampler, n prompts x G rows, exactly T tokens each) and `ipg` (neurons, 
 trajectories of P + T tokens, m path points, bf16 autocast, layer checkpointing, chunk and
 traj_chunk as config/paper.yaml). Each row: measured seconds and peak GPU memory
 (torch.cuda.max_memory_allocated; on a CPU the peak RSS above the weights), and the cost
-model's GPU prediction (fitted on --cpu-csv when it exists, else its default k_ipg with no
-CPU fit). Writes --out (default reports/bench/gpu.csv) and prints it. A few minutes on an H100.
+model's GPU prediction (fitted on --cpu-csv when it exists, else its default pass multipliers
+DEFAULT_K_IPG). Writes --out (default reports/bench/gpu.csv) and prints it. A few minutes on an H100.
 """
 from __future__ import annotations
 
@@ -39,14 +40,14 @@ def predictor(cpu_csv: Path):
     import numpy as np
     import pandas as pd
 
-    from ipg.bench.cost_model import Fit, work_of
+    from ipg.bench.cost_model import DEFAULT_K_IPG, Fit, work_of
     from ipg.bench.paper_plan import GPU, _gpu_peak_gib, _gpu_seconds, arch_of, fit_rows
 
     if cpu_csv.exists():
         model, _ = fit_rows(pd.read_csv(cpu_csv).replace({float("nan"): None}))
-    else:  # no CPU fit: memory coefficients of 1 byte per byte, k_ipg 3 (forward, recompute, backward)
-        one = np.array([0.0, 1 / 2**20, 1 / 2**20])
-        model = Fit(3.0, np.zeros(3), {"sample": one, "ipg": one})
+    else:  # no CPU fit: memory coefficients of 1 byte per byte, the default pass multipliers
+        one = np.array([0.0, 1 / 2**20, 1 / 2**20, 1 / 2**20])
+        model = Fit(DEFAULT_K_IPG, np.zeros(3), {"sample": one[:3], "ipg": one})
 
     def predict(row: dict) -> tuple[float, float]:
         w, a = work_of(row), arch_of(row)

@@ -1,20 +1,24 @@
 """Cost model of the paper architecture: counted FLOPs and bytes -> time and peak memory.
 
-Work of one run (ipg.bench.paper_arch.Arch counts; docs/method.md, Performance):
+Work of one run (ipg.bench.paper_arch.Arch counts; docs/method.md, Cost at the paper's scale):
   sample / steer  prefill forward (P tokens, one logit row) + T decode steps over rows = n G
                   sequences: FLOPs = linear + attention (query 1, keys = context) + LM head;
                   bytes = per step the weights and the KV cache of the context read once
   ipg             per prompt and trajectory group of g = traj_chunk: ceil(m / chunk) path
                   passes + 2 endpoint forwards, each on rows = chunk x g sequences of P + T
-                  tokens; FLOPs = k_ipg x m x forward FLOPs of the G sequences, with the
-                  pass multiplier k_ipg (forward + backward + checkpoint recompute +
-                  endpoints, over one forward per path point) read from counted FLOPs
+                  tokens; FLOPs = k_ipg . [m x decoder-layer forward FLOPs, m x LM-head
+                  forward FLOPs, one forward (the endpoints)] of the G sequences, k_ipg (the
+                  engine's work per unit of each: forward, backward as far as the first
+                  attributed layer, checkpoint recompute, endpoints) fitted by non-negative
+                  least squares on counted FLOPs (without attention on both sides: torch's
+                  counter does not see the CPU sdpa kernel)
 Time:   t = FLOPs / F + bytes / B + passes x o      (F FLOP/s, B bytes/s, o s per model call)
         fitted by non-negative least squares on the CPU points (CPU seconds, one thread);
-        on a GPU F, B, o are the explicit assumptions of GPU_ASSUMPTIONS.
+        on a GPU F, B, o are the explicit assumptions of ipg.bench.paper_plan.GPU.
 Memory: peak above the weights = c0 + sum_i c_i x feature_i, per workload, fitted on the CPU
         points; features in bytes: the KV cache and the logits rows (sample), the stored
-        per-layer tensors L x S x (g d_ff + rows d) and the LM-head chunk (ipg).
+        per-layer tensors L x S x (g d_ff + rows d), the LM-head chunk and one recomputed
+        layer's intermediates rows x S x (3 d_ff + 4 d) (ipg).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import numpy as np
 
 from ipg.bench.paper_arch import Arch
 
+# forward + recompute + backward per path point, two endpoint forwards (without a fit)
+DEFAULT_K_IPG = np.array([3.0, 2.0, 2.0])
 POS_CHUNK = 256  # IPGConfig.pos_chunk default: positions per LM-head chunk
 F32 = 4
 
@@ -64,9 +70,19 @@ def _opt_int(x: Any) -> int | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else int(x)
 
 
+def ipg_terms(arch: Arch, w: Work, attention: bool = True) -> np.ndarray:
+    """[m x layers' forward, m x LM-head forward, one forward] FLOPs of the G sequences of each
+    prompt (x separate_layers), the terms k_ipg weighs."""
+    rows = w.n_prompts * w.G
+    layers = arch.linear_flops(rows * w.seq) + (arch.attention_flops(rows, w.seq, w.seq) if attention else 0.0)
+    head = arch.head_flops(rows * w.gen_len)
+    return w.separate_layers * np.array([w.m * layers, w.m * head, layers + head])
+
+
 def base_flops(arch: Arch, w: Work, attention: bool = True) -> float:
-    """Analytic FLOPs: sampling exactly; IPG one forward per path point (x k_ipg). attention
-    False leaves out QK^T and AV (what torch's counter sees on a CPU)."""
+    """Analytic FLOPs: sampling exactly; IPG one forward per path point (the fitted model weighs
+    ipg_terms instead). attention False leaves out QK^T and AV (what torch's counter sees on
+    a CPU)."""
     a = 1.0 if attention else 0.0
     if w.what in ("sample", "steer"):
         rows = w.n_prompts * w.G
@@ -99,7 +115,8 @@ def bytes_moved(arch: Arch, w: Work, bytes_per: int) -> float:
 
 
 def memory_features(arch: Arch, w: Work, bytes_per: int = F32) -> np.ndarray:
-    """[1, f1, f2] in bytes, see the module docstring."""
+    """Bytes, see the module docstring: sampling [1, KV cache, logits rows]; IPG [1, stored
+    per-layer tensors, LM-head chunk, one recomputed layer's intermediates]."""
     if w.what in ("sample", "steer"):
         rows = w.n_prompts * w.G
         return np.array([1.0, rows * w.seq * arch.kv_bytes_per_token(bytes_per),
@@ -107,7 +124,8 @@ def memory_features(arch: Arch, w: Work, bytes_per: int = F32) -> np.ndarray:
     rows = w.chunk * w.group
     stored = w.layers * w.seq * (w.group * arch.intermediate + rows * arch.hidden) * F32
     head = rows * min(w.gen_len, POS_CHUNK) * arch.vocab * F32
-    return np.array([1.0, stored, head])
+    layer = rows * w.seq * (3 * arch.intermediate + 4 * arch.hidden) * F32
+    return np.array([1.0, stored, head, layer])
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -122,12 +140,12 @@ def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 class Fit:
     """Fitted CPU cost model (k_ipg, 1/F, 1/B, o; memory coefficients per workload)."""
 
-    k_ipg: float
+    k_ipg: np.ndarray  # weights of ipg_terms
     time_coef: np.ndarray  # [1/F s per FLOP, 1/B s per byte, o s per call]
     mem_coef: dict[str, np.ndarray]  # workload family -> [c0 MiB, c1, c2 per byte -> MiB]
 
     def flops(self, arch: Arch, w: Work) -> float:
-        return base_flops(arch, w) * (self.k_ipg if w.what == "ipg" else 1.0)
+        return float(ipg_terms(arch, w) @ self.k_ipg) if w.what == "ipg" else base_flops(arch, w)
 
     def time_features(self, arch: Arch, w: Work, bytes_per: int) -> np.ndarray:
         return np.array([self.flops(arch, w), bytes_moved(arch, w, bytes_per), passes(w)])
@@ -143,10 +161,10 @@ class Fit:
 def fit(rows: list[dict[str, Any]], arch_of) -> Fit:
     """Fit on measured rows (ipg.bench.paper_scale results); arch_of(row) -> Arch."""
     ipg = [r for r in rows if r["what"] == "ipg"]
-    # counted / analytic, both without attention (the CPU counter does not see it)
-    k = float(np.median([r["flops"] / base_flops(arch_of(r), work_of(r), attention=False)
-                         for r in ipg])) if ipg else 3.0
-    tmp = Fit(k, np.zeros(3), {})
+    # counted FLOPs on the analytic terms, both without attention (the CPU counter does not see it)
+    k = _nnls(np.array([ipg_terms(arch_of(r), work_of(r), attention=False) for r in ipg]),
+              np.array([r["flops"] for r in ipg])) if len(ipg) >= 3 else DEFAULT_K_IPG
+    tmp = Fit(np.asarray(k, dtype=float), np.zeros(3), {})
     x = np.array([tmp.time_features(arch_of(r), work_of(r), _bytes(r)) for r in rows])
     y = np.array([r["cpu_seconds"] for r in rows])
     mem = {}

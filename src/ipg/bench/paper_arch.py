@@ -6,7 +6,8 @@ vocab 151936) are data under src/ipg/models/architectures/<name>.json; `paper_mo
 one through transformers from that config alone (no download), optionally with fewer layers
 or another vocabulary (the CPU measurements and the tiny tests), in float32 or bfloat16.
 
-`Arch` counts, per docs/method.md (Performance), what one teacher-forced forward costs:
+`Arch` counts, per docs/method.md (Cost at the paper's scale), what one teacher-forced
+forward costs:
 linear FLOPs per token (2 x in x out per matmul), attention FLOPs (QK^T and AV on the
 full S x S square, as torch.utils.flop_counter counts sdpa where it sees it: on a CPU the fused
 kernel is not counted, hence `attention=False`), LM-head FLOPs per

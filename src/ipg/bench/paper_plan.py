@@ -10,8 +10,8 @@ float32 weights, one thread) and writes one row per point. `predict` fits
 ipg.bench.cost_model on those rows (rows with fit = False, e.g. CPU bf16 autocast, which
 this CPU emulates, are reported but not fitted), writes the measured rows with the model's
 prediction and leave-one-out error, and one row per rule of the paper study: jobs, GPU hours
-per job (largest) and summed, peak GPU memory per job, under GPU_ASSUMPTIONS (docs/method.md,
-Performance). Chains are taken at max_new_tokens (an upper bound: every chain at the cap).
+per job (largest) and summed, peak GPU memory per job, under GPU (GPUAssumptions; docs/method.md,
+Cost at the paper's scale). Chains are taken at max_new_tokens (an upper bound: every chain at the cap).
 """
 from __future__ import annotations
 
@@ -38,9 +38,14 @@ CPU_GRID: list[tuple[Point, bool]] = [  # (point, used in the fit)
     (Point("sample", layers=2, gen_len=32, **_S), True),
     (Point("steer", layers=2, gen_len=32, **_S), True),
     (Point("ipg", layers=2, gen_len=32, chunk=2, traj_chunk=2, **_I), True),
-    (Point("ipg", layers=2, gen_len=64, chunk=2, traj_chunk=2, **_I), True),
+    (Point("ipg", layers=2, gen_len=64, chunk=2, traj_chunk=2, **{**_I, "m": 4}), True),
     (Point("ipg", layers=2, gen_len=64, chunk=1, traj_chunk=1, **_I), True),
     (Point("ipg", layers=2, gen_len=32, chunk=2, traj_chunk=2, autocast="bfloat16", **_I), False),
+    # a 4096-token vocabulary: the per-layer stored tensors, not the 151936-wide LM head, set
+    # the peak, so the memory fit can tell the two apart (time: the same counted features)
+    (Point("ipg", layers=2, gen_len=256, chunk=2, traj_chunk=2, vocab=4096, **_I), True),
+    (Point("ipg", layers=4, gen_len=128, chunk=2, traj_chunk=2, vocab=4096, **{**_I, "m": 4}), True),
+    (Point("ipg", layers=4, gen_len=256, chunk=2, traj_chunk=2, vocab=4096, **_I), True),
 ]
 
 
@@ -236,7 +241,8 @@ def fit_frame(model: Fit, points: pd.DataFrame) -> pd.DataFrame:
     """The fitted constants and the model's leave-one-out errors (median |error|)."""
     inv_f, inv_b, o = model.time_coef
     fitted = points[points["fit"].astype(bool)]
-    vals = dict(k_ipg=model.k_ipg, cpu_gflops=1e-9 / inv_f if inv_f else float("inf"),
+    vals = dict(k_ipg_layers=model.k_ipg[0], k_ipg_head=model.k_ipg[1], k_ipg_endpoints=model.k_ipg[2],
+                cpu_gflops=1e-9 / inv_f if inv_f else float("inf"),
                 cpu_gbytes_s=1e-9 / inv_b if inv_b else float("inf"), call_overhead_s=o,
                 loo_time_abs_err_median=float(fitted["loo_time_err"].abs().median()),
                 loo_time_abs_err_max=float(fitted["loo_time_err"].abs().max()),
@@ -281,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     points.to_csv(points_csv, index=False)
     print(points[["what", "layers", "gen_len", "cpu_seconds", "pred_cpu_seconds", "loo_time_err",
                   "peak_mib", "base_mib", "pred_peak_mib", "loo_mem_err"]].to_string())
-    print(f"k_ipg={model.k_ipg:.3f} time_coef={model.time_coef} mem={model.mem_coef}")
+    print(f"k_ipg={model.k_ipg} time_coef={model.time_coef} mem={model.mem_coef}")
     print(study.to_string())
     check = check_profile(study, args.profile)
     check.to_csv(Path(args.csv).with_name(Path(args.csv).stem + "_profile.csv"), index=False)

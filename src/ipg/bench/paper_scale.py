@@ -4,7 +4,7 @@
         --prompt-len 32 --gen-len 128 --G 2 --m 2 --chunk 2 --traj-chunk 2 --checkpoint-layers
     (prints one JSON line; `measure(Point(...))` runs it in a fresh interpreter)
 
-Workloads (docs/method.md, Performance):
+Workloads (docs/method.md, Cost at the paper's scale):
   sample  the study's batched KV-cache sampler (ipg.sampling._sample_batch): n_prompts random
           prompts of P tokens, G rows each, exactly T generated tokens (no stop token)
   steer   the same inside ipg.intervention.steer (16 MLP neurons spread over the layers, gamma 2)

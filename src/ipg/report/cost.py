@@ -1,5 +1,5 @@
-"""Report sections read from the bench outputs (docs/method.md, Performance): the paper-scale
-cost table (CPU points with the cost model's prediction, the study's GPU prediction and the
+"""Report sections read from the bench outputs (docs/method.md, Cost at the paper's scale): the
+paper-scale cost table (CPU points with the cost model's prediction, the study's GPU prediction and the
 Slurm profile check; ipg.bench.paper_plan) and the full engine bench's ratios with the date and
 machine it ran on (rule bench_full). Each section is left out when its files are absent.
 
