@@ -31,21 +31,22 @@ MODEL = PAPER_MODELS[0]
 # Reduced lengths and depths (the per-layer cost is the paper model's): one thread, float32.
 _S = dict(model=MODEL, prompt_len=16, G=2)
 _I = dict(model=MODEL, prompt_len=16, G=2, m=2, checkpoint_layers=True)
+# Ordered cheap first (a 4096-token vocabulary: the per-layer stored tensors, not the
+# 151936-wide LM head, set the peak, so the memory fit can tell the two apart; m varies, so
+# the layer, head and endpoint FLOP terms separate), then the published vocabulary.
+_V = dict(vocab=4096)
 CPU_GRID: list[tuple[Point, bool]] = [  # (point, used in the fit)
-    (Point("sample", layers=1, gen_len=16, **_S), True),
-    (Point("ipg", layers=1, gen_len=32, chunk=2, traj_chunk=2, **_I), True),
+    (Point("ipg", layers=2, gen_len=64, chunk=2, traj_chunk=2, **_I, **_V), True),
+    (Point("ipg", layers=2, gen_len=64, chunk=2, traj_chunk=2, **{**_I, "m": 4}, **_V), True),
+    (Point("ipg", layers=2, gen_len=128, chunk=1, traj_chunk=1, **_I, **_V), True),
+    (Point("sample", layers=2, gen_len=32, **_S, **_V), True),
+    (Point("steer", layers=2, gen_len=32, **_S, **_V), True),
+    (Point("ipg", layers=4, gen_len=128, chunk=2, traj_chunk=2, **_I, **_V), True),
+    (Point("sample", layers=4, gen_len=32, **_S, **_V), True),
     (Point("sample", layers=2, gen_len=16, **_S), True),
-    (Point("sample", layers=2, gen_len=32, **_S), True),
-    (Point("steer", layers=2, gen_len=32, **_S), True),
     (Point("ipg", layers=2, gen_len=32, chunk=2, traj_chunk=2, **_I), True),
-    (Point("ipg", layers=2, gen_len=64, chunk=2, traj_chunk=2, **{**_I, "m": 4}), True),
-    (Point("ipg", layers=2, gen_len=64, chunk=1, traj_chunk=1, **_I), True),
+    (Point("sample", layers=2, gen_len=32, **_S), True),
     (Point("ipg", layers=2, gen_len=32, chunk=2, traj_chunk=2, autocast="bfloat16", **_I), False),
-    # a 4096-token vocabulary: the per-layer stored tensors, not the 151936-wide LM head, set
-    # the peak, so the memory fit can tell the two apart (time: the same counted features)
-    (Point("ipg", layers=2, gen_len=256, chunk=2, traj_chunk=2, vocab=4096, **_I), True),
-    (Point("ipg", layers=4, gen_len=128, chunk=2, traj_chunk=2, vocab=4096, **{**_I, "m": 4}), True),
-    (Point("ipg", layers=4, gen_len=256, chunk=2, traj_chunk=2, vocab=4096, **_I), True),
 ]
 
 
@@ -89,18 +90,27 @@ def _nan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
-def run_grid(grid: list[tuple[Point, bool]] = CPU_GRID, threads: int = 1) -> pd.DataFrame:
-    """Measure the grid: one interpreter per (model, depth), points in grid order."""
+def run_grid(grid: list[tuple[Point, bool]] = CPU_GRID, threads: int = 1,
+             csv: str | Path | None = None) -> pd.DataFrame:
+    """Measure the grid: one interpreter per consecutive run of points sharing a model, in grid
+    order; with `csv`, the rows so far are written after each interpreter (a stopped run keeps
+    what it measured)."""
     rows: list[dict] = []
-    batches: dict[tuple, list[tuple[Point, bool]]] = {}
+    batches: list[list[tuple[Point, bool]]] = []
+    key = None
     for point, used in grid:
-        batches.setdefault((point.model, point.layers, point.hidden, point.vocab), []).append((point, used))
-    for batch in batches.values():
+        k = (point.model, point.layers, point.hidden, point.vocab)
+        if k != key:
+            batches.append([])
+            key = k
+        batches[-1].append((point, used))
+    for batch in batches:
         results = measure([p for p, _ in batch], threads=threads)
-        rows += [dict(r, fit=used) for r, (_, used) in zip(results, batch)]
-    frame = pd.DataFrame(rows)
-    frame["load_avg"] = _load()
-    return frame
+        rows += [dict(r, fit=used, load_avg=_load()) for r, (_, used) in zip(results, batch)]
+        if csv:
+            Path(csv).parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(csv, index=False)
+    return pd.DataFrame(rows)
 
 
 def _load() -> float:
@@ -271,9 +281,7 @@ def main(argv: list[str] | None = None) -> None:
                    "<csv stem>_points.csv)")
     args = ap.parse_args(argv)
     if args.cmd == "measure":
-        frame = run_grid(threads=args.threads)
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.csv, index=False)
+        frame = run_grid(threads=args.threads, csv=args.csv)
         print(frame[["what", "layers", "gen_len", "chunk", "autocast", "cpu_seconds", "peak_mib",
                      "base_mib"]].to_string())
         return
