@@ -162,6 +162,7 @@ rule paper_cost:
         fit=L.BENCH_REPORTS + "/paper_cost_fit.csv",
         assumptions=L.BENCH_REPORTS + "/paper_cost_assumptions.csv",
         profile=L.BENCH_REPORTS + "/paper_cost_profile.csv",
+        md=L.BENCH_REPORTS + "/paper_cost.md",
     log:
         L.LOGS + "/paper_cost.log",
     conda:

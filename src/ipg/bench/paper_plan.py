@@ -303,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
                                index=False)
     print(check.to_string())
     fit_frame(model, points).to_csv(Path(args.csv).with_name(Path(args.csv).stem + "_fit.csv"), index=False)
+    from ipg.report.cost import paper_cost_section
+
+    md = Path(args.csv).with_suffix(".md")  # the report's section, readable on its own
+    md.write_text("\n".join(paper_cost_section(Path(args.csv).parent, Path(args.csv).stem)) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def paper_cost_section(bench_dir: Path) -> list[str]:
+def paper_cost_section(bench_dir: Path, stem: str = "paper_cost") -> list[str]:
     """Markdown lines of the paper-scale cost table ([] when it has not been computed)."""
-    study = _read(bench_dir / "paper_cost.csv")
+    study = _read(bench_dir / f"{stem}.csv")
     if study is None:
         return []
     lines = ["## Paper scale: measured points and predicted cost", "",
@@ -44,7 +44,7 @@ def paper_cost_section(bench_dir: Path) -> list[str]:
              "(one thread, float32, CPU seconds; peak memory above the weights), and the cost "
              "model fitted on those points (ipg.bench.cost_model) predicting the paper study on an "
              "H100-class GPU. Chains at max_new_tokens (an upper bound).", ""]
-    points = _read(bench_dir / "paper_cost_points.csv")
+    points = _read(bench_dir / f"{stem}_points.csv")
     if points is not None:
         points = points.assign(peak_mib=points["peak_mib"] - points["base_mib"])
         cols = [c for c in POINT_COLUMNS if c in points.columns and c != "base_mib"]
@@ -52,11 +52,11 @@ def paper_cost_section(bench_dir: Path) -> list[str]:
                   "loo_*_err: relative error of the point predicted by the model fitted without it "
                   "(fit = False: reported, not fitted).", "", _table(points[cols]), ""]
     for name, title in (("fit", "Fitted constants"), ("assumptions", "GPU assumptions (stated)")):
-        frame = _read(bench_dir / f"paper_cost_{name}.csv")
+        frame = _read(bench_dir / f"{stem}_{name}.csv")
         if frame is not None:
             lines += [f"### {title}", "", _table(frame), ""]
     lines += ["### Predicted paper study (per rule and model)", "", _table(study), ""]
-    profile = _read(bench_dir / "paper_cost_profile.csv")
+    profile = _read(bench_dir / f"{stem}_profile.csv")
     if profile is not None:
         lines += ["### profiles/slurm resources against the prediction", "", _table(profile), ""]
     gpu = _read(bench_dir / "gpu.csv")
