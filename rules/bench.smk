@@ -110,3 +110,65 @@ rule bench_workflow:
         "Benchmarking `snakemake -n` on a finished test study {params.quick}"
     shell:
         "python -m ipg bench workflow {params.quick} --cores {threads} --csv {output.csv} > {log} 2>&1"
+
+
+# On demand, never part of `make study` (no rule's input): the full engine bench with its
+# figure and the machine it ran on (the report quotes its ratios with that date and
+# machine), and the paper-scale cost model (ipg.bench.paper_plan): CPU points of the paper
+# architecture, then the predicted paper study on an H100-class GPU and the Slurm profile
+# check. `snakemake bench_full` / `snakemake paper_cost` (or their output paths).
+rule bench_full:
+    output:
+        csv=L.BENCH_REPORTS + "/full/attribution.csv",
+        png=L.BENCH_REPORTS + "/full/attribution.png",
+        machine=L.BENCH_REPORTS + "/full/machine.json",
+    log:
+        L.LOGS + "/bench_full.log",
+    conda:
+        TORCH_ENV
+    params:
+        models=" ".join(f"--model {m}" for m in BENCH["models"] if m not in _REGISTERED),
+    threads: all_cores()
+    message:
+        "Full engine bench (not --quick) and the machine it runs on"
+    shell:
+        "python -m ipg.bench.machine --out {output.machine} && "
+        "python -m ipg bench attribution {params.models} --threads {threads} "
+        "--csv {output.csv} --png {output.png} > {log} 2>&1"
+
+
+rule paper_scale_cpu:
+    output:
+        csv=L.BENCH_REPORTS + "/paper_scale_cpu.csv",
+    log:
+        L.LOGS + "/paper_scale_cpu.log",
+    conda:
+        TORCH_ENV
+    threads: 1
+    message:
+        "Paper architecture (random weights) measured on this CPU at reduced depth and length"
+    shell:
+        "python -m ipg.bench.paper_plan measure --csv {output.csv} --threads {threads} > {log} 2>&1"
+
+
+rule paper_cost:
+    input:
+        cpu=L.BENCH_REPORTS + "/paper_scale_cpu.csv",
+        config="config/paper.yaml",
+        profile="profiles/slurm/config.yaml",
+    output:
+        csv=L.BENCH_REPORTS + "/paper_cost.csv",
+        points=L.BENCH_REPORTS + "/paper_cost_points.csv",
+        fit=L.BENCH_REPORTS + "/paper_cost_fit.csv",
+        assumptions=L.BENCH_REPORTS + "/paper_cost_assumptions.csv",
+        profile=L.BENCH_REPORTS + "/paper_cost_profile.csv",
+        md=L.BENCH_REPORTS + "/paper_cost.md",
+    log:
+        L.LOGS + "/paper_cost.log",
+    conda:
+        "../envs/report.yaml"
+    message:
+        "Cost model fitted on the CPU points, predicting the paper study on an H100-class GPU"
+    shell:
+        "python -m ipg.bench.paper_plan predict --cpu-csv {input.cpu} --config {input.config} "
+        "--profile {input.profile} --csv {output.csv} > {log} 2>&1"

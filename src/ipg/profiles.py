@@ -30,6 +30,7 @@ CPU_TORCH_RULES = {
     "cross_task": "compares selected unit sets",
     "sensitivity": "summarizes the sensitivity variants' tables",
     "bench_workflow": "times `snakemake -n`",
+    "paper_scale_cpu": "measures the paper architecture on the CPU (the cost model's points)",
     "reliability_pool": "draws the reliability stage's prompt pool",
     "reliability": "computes the reliability curve from attribution tables",
 }

@@ -215,6 +215,9 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
                       "mtime, start = end - s; idle time between separate snakemake runs counts). "
                       "Only the benchmark files of the current config's jobs are read.", ""]
         lines += [f"CSV: `tables/{name}.csv`.", ""]
+    from ipg.report.cost import cost_sections
+
+    lines += cost_sections(reports_dir)
     if config:
         import yaml
 
