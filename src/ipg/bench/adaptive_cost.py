@@ -56,6 +56,14 @@ def _dist(att, ref) -> float:
     return float(np.abs(s - r).sum() / np.abs(r).sum())
 
 
+def _fixed_points(ipg: dict[str, Any], adaptive_metrics: dict[str, Any]) -> int:
+    """m x passes per prompt that the adaptive run attributed (the fixed rule's count)."""
+    cfg = IPGConfig(**ipg)
+    passes = len(adaptive_metrics["layers"]) if cfg.multilayer == "separate" else 1
+    n = sum(1 for p in adaptive_metrics["path_points_per_prompt"].values() if p)
+    return cfg.m * passes * n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="config/default.yaml")
@@ -68,6 +76,9 @@ def main() -> None:
     ap.add_argument("--ref-m", type=int, default=128)
     ap.add_argument("--prompts", type=int, default=None,
                     help="only the first N prompts of each table (counts scale per prompt)")
+    ap.add_argument("--counts-only", action="store_true",
+                    help="run the adaptive rule only; the fixed rule's count is m per prompt with "
+                         "an advantage and pass (deterministic)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -97,19 +108,24 @@ def main() -> None:
             sae = [load_sae(d) for d in sae_dirs[model_name]]
         ipg, g = split_params(params)
         table = tables[model_name] if g is None else first_samples(tables[model_name], g)
-        fixed, t_fixed = _run(model, table, gran, ipg, sae)
         adaptive, t_adapt = _run(model, table, gran, {**ipg, "quadrature": "adaptive",
                                                       "tol": a.tol, "m_max": a.m_max}, sae)
-        ref, _ = _run(model, table, gran, {**ipg, "quadrature": "gauss_legendre", "m": a.ref_m}, sae)
+        am = adaptive.metrics
         row = {"job": name, "fixed_rule": f"{ipg.get('quadrature', IPGConfig.quadrature)} "
                                           f"m={ipg.get('m', IPGConfig.m)}",
-               "fixed_points": fixed.metrics["path_points"],
-               "adaptive_points": adaptive.metrics["path_points"],
-               "fixed_residual": fixed.metrics["completeness_residual"],
-               "adaptive_residual": adaptive.metrics["completeness_residual"],
-               "ref_residual": ref.metrics["completeness_residual"],
-               "fixed_vs_ref_l1": _dist(fixed, ref), "adaptive_vs_ref_l1": _dist(adaptive, ref),
-               "fixed_cpu_s": t_fixed, "adaptive_cpu_s": t_adapt}
+               "fixed_points": _fixed_points(ipg, am), "adaptive_points": am["path_points"],
+               "adaptive_residual": am["completeness_residual"],
+               "adaptive_max_prompt_residual": am["completeness_residual_prompt_max"],
+               "adaptive_cpu_s": t_adapt}
+        if not a.counts_only:
+            fixed, t_fixed = _run(model, table, gran, ipg, sae)
+            ref, _ = _run(model, table, gran, {**ipg, "quadrature": "gauss_legendre", "m": a.ref_m},
+                          sae)
+            assert fixed.metrics["path_points"] == row["fixed_points"]
+            row.update({"fixed_residual": fixed.metrics["completeness_residual"],
+                        "ref_residual": ref.metrics["completeness_residual"],
+                        "fixed_vs_ref_l1": _dist(fixed, ref),
+                        "adaptive_vs_ref_l1": _dist(adaptive, ref), "fixed_cpu_s": t_fixed})
         print(row, flush=True)
         rows.append(row)
         pd.DataFrame(rows).to_csv(a.out, index=False)
