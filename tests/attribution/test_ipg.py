@@ -234,3 +234,38 @@ def test_shared_prompt_cache_gives_the_same_scores(qwen, tables, baseline) -> No
         assert cached.metrics["phi_baseline"] == pytest.approx(plain.metrics["phi_baseline"], rel=1e-10)
 
 
+
+
+@pytest.mark.parametrize("gran,extra", [("neurons", {}), ("heads", {"multilayer": "separate"}),
+                                        ("layers", {"traj_chunk": 1}), ("sae", {})])
+def test_adaptive_quadrature_meets_completeness_and_matches_high_m(qwen, tables, gran, extra) -> None:
+    """quadrature adaptive (docs/method.md "Quadrature"): every prompt's completeness residual
+    <= tol, scores within tol (relative L1) of Gauss-Legendre m = 64, and the path points it
+    records are the nodes it evaluated (5, 9, 17, ... per prompt, pass and trajectory group)."""
+    tol = 1e-3
+    att = run(qwen, tables["qwen"], gran, quadrature="adaptive", tol=tol, m_max=129, chunk=8, **extra)
+    ref = run(qwen, tables["qwen"], gran, m=64, **extra)
+    mt = att.metrics
+    resid = [r for r in mt["completeness_residual_per_prompt"].values() if r is not None]
+    assert resid and max(resid) <= tol and mt["completeness_residual"] <= tol
+    assert all(e <= tol for e in mt["quadrature_error_per_prompt"].values() if e is not None)
+    dist = np.abs(att.per_prompt - ref.per_prompt).sum() / np.abs(ref.per_prompt).sum()
+    assert dist <= tol, dist
+    # path points count per pass and per trajectory group (traj_chunk): each runs its own path
+    n_pass = len(mt["layers"]) if extra.get("multilayer") == "separate" else 1
+    sizes = tables["qwen"].groupby("prompt_id").size()
+    n_group = {str(p): -(-int(g) // extra.get("traj_chunk", int(g))) for p, g in sizes.items()}
+    for pid, points in mt["path_points_per_prompt"].items():
+        if points:  # each (pass, group): a Clenshaw-Curtis level, 5 <= nodes <= m_max
+            assert 5 * n_pass * n_group[pid] <= points <= 129 * n_pass * n_group[pid]
+            assert ref.metrics["path_points_per_prompt"][pid] == 64 * n_pass * n_group[pid]
+    assert mt["path_points"] == sum(mt["path_points_per_prompt"].values())
+
+
+def test_adaptive_is_off_policy_only_and_checks_its_keys() -> None:
+    with pytest.raises(IPGError, match="path: offpolicy"):
+        IPGConfig(quadrature="adaptive", path="importance")
+    with pytest.raises(IPGError, match="'tol'"):
+        IPGConfig(tol=1.5)
+    with pytest.raises(IPGError, match="'m_max'"):
+        IPGConfig(m_max=3)

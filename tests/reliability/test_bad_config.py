@@ -166,6 +166,21 @@ def _(ctx):
         ["study[0].attribution", "'m'", "got 0"], "must be an integer >= 1"
 
 
+@case("config: adaptive quadrature tol out of (0, 1)")
+def _(ctx):
+    cfg = _config(attribution={"methods": {"ipg": {"kind": "ipg", "quadrature": "adaptive",
+                                                   "tol": 0}}})
+    return _validate(cfg), ["attribution.methods.ipg", "'tol'", "got 0"], "a number in (0, 1)"
+
+
+@case("config: adaptive quadrature on the importance path")
+def _(ctx):
+    cfg = _config(attribution={"methods": {"ipg": {"kind": "ipg", "quadrature": "adaptive",
+                                                   "path": "importance"}}})
+    return _validate(cfg), ["attribution.methods.ipg", "'adaptive'", "importance"], \
+        "set path: offpolicy"
+
+
 @case("config: G = 1 with the LOO advantage")
 def _(ctx):
     return _validate(_config(sampling={"samples_per_prompt": 1})), \

@@ -45,14 +45,19 @@ def completeness(per_prompt: np.ndarray, delta: np.ndarray, nonzero: list[bool])
     }
 
 
-def check_bound(pooled: float, max_residual: float | None, m: int, quadrature: str) -> None:
+def check_bound(pooled: float, max_residual: float | None, m: int, quadrature: str,
+                m_max: int | None = None) -> None:
     """One-line IPGError when the figure of merit (`completeness_residual`, the pooled residual)
     exceeds `max_residual` (None: no bound)."""
     if max_residual is not None and pooled > max_residual:
-        hint = "" if quadrature == "gauss_legendre" else " or use quadrature gauss_legendre"
+        if quadrature == "adaptive":
+            fix = f"raise config key 'm_max' (now {m_max}: prompts stopped at this cap)"
+        else:
+            hint = "" if quadrature == "gauss_legendre" else " or use quadrature gauss_legendre"
+            fix = f"raise config key 'm' (now {m}){hint}"
         raise IPGError(
             f"IPG completeness residual {pooled:.3g} (pooled over prompts) > max_residual "
-            f"{max_residual}: raise config key 'm' (now {m}){hint}"
+            f"{max_residual}: {fix}"
         )
 
 

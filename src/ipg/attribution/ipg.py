@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 import warnings
+import functools
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -31,9 +32,9 @@ from ipg.attribution.completeness import check_bound, check_finite, completeness
 from ipg.attribution.execution import autocast, checkpointed
 # IPGConfig lives in the torch-free ipg_config: config checks at DAG-build time build it
 from ipg.attribution.ipg_config import _CHOICES, IPGConfig  # noqa: F401 - re-exported
-from ipg.attribution.offpolicy import offpolicy_prompt
+from ipg.attribution.offpolicy import AdaptiveRule, FixedRule, Rule, offpolicy_prompt
 from ipg.attribution.path import PathHooks
-from ipg.attribution.quadrature import nodes_weights
+from ipg.attribution.quadrature import ADAPTIVE, nodes_weights
 from ipg.attribution.reference import activation_stats, reference_activations
 from ipg.attribution.surrogate import (
     PromptPrefix, TeacherBatch, build_batch, encode_prompt, sequence_logprobs, surrogate,
@@ -124,115 +125,203 @@ def attribute(
     prompt's results depend on it alone (and h', recomputed), so they are bitwise identical."""
     start = time.perf_counter()
     cfg = config or IPGConfig()
+    job = _Job.build(model, trajectories, granularity, cfg, sae, sampler)
+    res = _Results.empty(len(job.groups), len(job.units), job.rule_size)
+    bar = tqdm(total=job.n_steps, desc=f"IPG {granularity}", unit="step", disable=not progress)
+    with _frozen(model, *(sae if isinstance(sae, (list, tuple)) else [sae])), \
+            autocast(cfg.autocast, job.device), checkpointed(job.gran.blocks, cfg.checkpoint_layers):
+        hooks = PathHooks(job.gran, job.layers, job.reference())
+        for items, saved, resumed in run_chunks(store, len(job.groups),
+                                                lambda items: job.compute(items, hooks, res, bar)):
+            if resumed:  # a chunk of an interrupted run: its saved results, bitwise
+                res.restore(items, saved)
+                bar.update(job.n_steps // max(len(job.work), 1) * len(job.work.intersection(items)))
+    bar.close()
+    return _finish(job, res, start)
+
+
+def _check_columns(trajectories: pd.DataFrame) -> None:
     for key in ("prompt_ids", "gen_ids"):
         if key not in trajectories.columns:
             raise IPGError(f"trajectory table has no column '{key}' (produced by the trajectory stage)")
-    temperature = _temperature(cfg, trajectories)
-    param = next(model.parameters())
-    device, dtype = param.device, param.dtype
-    gran = get_granularity(granularity, model, sae)
-    layers = gran.select_layers(cfg.layers)
-    if cfg.path == "onpolicy":
-        _onpolicy_check(cfg, layers, sampler)
-    prompt_ids, rewards, mask, groups = group_rewards(trajectories, f"reward_{cfg.reward}")
-    adv = advantages(rewards, cfg.advantage, cfg.eps, mask)  # [n_prompts, G_max] float64
-    n_prompts = len(groups)
-    nonzero = [bool((adv[i] != 0).any()) for i in range(n_prompts)]
-    batches = _batches(groups, device, cfg.pad_id)
+
+
+def _rule(cfg: IPGConfig) -> Rule:
+    """The quadrature of the path (docs/method.md, "Quadrature")."""
+    if cfg.quadrature == ADAPTIVE:
+        return AdaptiveRule(cfg.tol, cfg.m_max, cfg.chunk)
     alphas, weights = nodes_weights(cfg.quadrature, cfg.m)
-    passes = [[l] for l in layers] if cfg.multilayer == "separate" else [layers]
-    mode = "onthefly" if cfg.multilayer == "onthefly" or cfg.path == "onpolicy" else "joint"
-    units = gran.unit_ids(layers)
-    per_prompt = np.zeros((n_prompts, len(units)), dtype=np.float64)
-    phi_h = np.zeros(n_prompts)
-    delta = np.zeros(n_prompts)  # target of completeness: sum over passes of Phi(h) - Phi(h'_pass)
-    lp_diff: list[float] = []
-    n_tokens: list[int] = []
-    reward_path = np.zeros(cfg.m)
-    work = [i for i in range(n_prompts) if nonzero[i] or cfg.path == "onpolicy"]
-    chunks = [list(range(s, min(s + cfg.chunk, cfg.m))) for s in range(0, cfg.m, cfg.chunk)]
-    n_steps = len(work) * len(passes) * (cfg.m if cfg.path == "onpolicy" else len(chunks))
-    bar = tqdm(total=n_steps, desc=f"IPG {granularity}", unit="step", disable=not progress)
+    return FixedRule(alphas, weights, cfg.chunk)
 
-    shared = cfg.positions == "generated" and cfg.share_prompt_cache and cfg.path != "onpolicy"
-    prefix: dict[str, PromptPrefix | None] = {"now": None}  # the current prompt's KV cache
 
-    def forward(batch: TeacherBatch) -> Tensor:
-        return sequence_logprobs(model, batch, temperature, cfg.pos_chunk, prefix["now"])
+@dataclass
+class _Results:
+    """Per-prompt results of one attribution; a chunk of prompts is saved and restored as is."""
 
-    def pos_mask(b: TeacherBatch) -> Tensor:  # [b, pos] positions on the path
-        if cfg.positions == "all":
+    per_prompt: np.ndarray  # [n_prompts, n_units] float64
+    phi_h: np.ndarray  # [n_prompts]
+    delta: np.ndarray  # [n_prompts]: sum over passes of Phi(h) - Phi(h'_pass)
+    path_points: np.ndarray  # [n_prompts] int64: path points evaluated (0: not attributed)
+    nested_error: np.ndarray  # [n_prompts]: adaptive quadrature's error estimate (NaN: none)
+    reward_path: np.ndarray  # [m] on-policy mean reward along the path (cumulative)
+    lp_diff: list[float] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_prompts: int, n_units: int, m: int) -> "_Results":
+        return cls(np.zeros((n_prompts, n_units)), np.zeros(n_prompts), np.zeros(n_prompts),
+                   np.zeros(n_prompts, np.int64), np.full(n_prompts, np.nan), np.zeros(m))
+
+    def payload(self, items: range, n_lp: int, n_tok: int) -> dict[str, Any]:
+        rows = slice(items.start, items.stop)
+        return {"per_prompt": self.per_prompt[rows].copy(), "phi_h": self.phi_h[rows].copy(),
+                "delta": self.delta[rows].copy(), "path_points": self.path_points[rows].copy(),
+                "nested_error": self.nested_error[rows].copy(),
+                "lp_diff": np.asarray(self.lp_diff[n_lp:], float),
+                "n_tokens": np.asarray(self.n_tokens[n_tok:], np.int64),
+                "reward_path": self.reward_path.copy()}  # cumulative: restored as is
+
+    def restore(self, items: range, saved: dict[str, Any]) -> None:
+        rows = slice(items.start, items.stop)
+        for key in ("per_prompt", "phi_h", "delta", "path_points", "nested_error"):
+            if key in saved:  # path_points, nested_error: absent from chunks of older runs
+                getattr(self, key)[rows] = saved[key]
+        self.lp_diff.extend(saved["lp_diff"].tolist())
+        self.n_tokens.extend(saved["n_tokens"].tolist())
+        self.reward_path[:] = saved["reward_path"]
+
+
+@dataclass
+class _Job:
+    """Everything an attribution fixes before its first path point, and its per-prompt steps."""
+
+    model: nn.Module
+    cfg: IPGConfig
+    granularity: str
+    gran: Any  # ipg.components.Granularity
+    layers: list[int]
+    passes: list[list[int]]  # layers attributed together (multilayer separate: one each)
+    mode: str  # joint | onthefly
+    units: list[str]
+    temperature: float
+    device: torch.device
+    dtype: torch.dtype
+    prompt_ids: list[str]
+    adv: Tensor  # [n_prompts, G_max] float64
+    groups: list[pd.DataFrame]
+    nonzero: list[bool]  # the prompt has a non-zero advantage
+    batches: list[TeacherBatch]
+    work: set[int]  # prompts attributed
+    rule: Rule
+    shared: bool  # positions=generated: each prompt's KV cache is encoded once
+    sampler: Sampler | None
+    prefix: PromptPrefix | None = None  # the current prompt's KV cache
+
+    @classmethod
+    def build(cls, model: nn.Module, trajectories: pd.DataFrame, granularity: str,
+              cfg: IPGConfig, sae: Any, sampler: Sampler | None) -> "_Job":
+        _check_columns(trajectories)
+        temperature = _temperature(cfg, trajectories)
+        param = next(model.parameters())
+        gran = get_granularity(granularity, model, sae)
+        layers = gran.select_layers(cfg.layers)
+        if cfg.path == "onpolicy":
+            _onpolicy_check(cfg, layers, sampler)
+        prompt_ids, rewards, mask, groups = group_rewards(trajectories, f"reward_{cfg.reward}")
+        adv = advantages(rewards, cfg.advantage, cfg.eps, mask)
+        nonzero = [bool((adv[i] != 0).any()) for i in range(len(groups))]
+        return cls(
+            model, cfg, granularity, gran, layers,
+            [[l] for l in layers] if cfg.multilayer == "separate" else [layers],
+            "onthefly" if cfg.multilayer == "onthefly" or cfg.path == "onpolicy" else "joint",
+            gran.unit_ids(layers), temperature, param.device, param.dtype, prompt_ids, adv,
+            groups, nonzero, _batches(groups, param.device, cfg.pad_id),
+            {i for i in range(len(groups)) if nonzero[i] or cfg.path == "onpolicy"},
+            _rule(cfg),
+            cfg.positions == "generated" and cfg.share_prompt_cache and cfg.path != "onpolicy",
+            sampler)
+
+    @property
+    def rule_size(self) -> int:
+        """Nodes of the fixed rule (the adaptive rule's cap)."""
+        return len(self.rule.alphas) if isinstance(self.rule, FixedRule) else self.rule.m_max
+
+    @property
+    def n_steps(self) -> int:
+        """Progress-bar steps (adaptive: the cap's chunks, an upper bound)."""
+        per_pass = (self.rule_size if self.cfg.path == "onpolicy"
+                    else -(-self.rule_size // self.cfg.chunk))
+        return len(self.work) * len(self.passes) * per_pass
+
+    def forward(self, batch: TeacherBatch) -> Tensor:
+        return sequence_logprobs(self.model, batch, self.temperature, self.cfg.pos_chunk, self.prefix)
+
+    def pos_mask(self, b: TeacherBatch) -> Tensor:
+        """[b, pos] positions on the path (shared: the batch runs generated tokens only)."""
+        if self.cfg.positions == "all":
             return b.attention_mask.bool()
-        return b.target_mask if shared else b.gen_mask  # shared: the batch runs gen tokens only
+        return b.target_mask if self.shared else b.gen_mask
 
-    with _frozen(model, *(sae if isinstance(sae, (list, tuple)) else [sae])), \
-            autocast(cfg.autocast, device), checkpointed(gran.blocks, cfg.checkpoint_layers):
-        if cfg.baseline == "zero":
-            stats = None
-        else:
-            def stats_forwards() -> Iterator[tuple[Callable[[], Tensor], Tensor]]:
-                for b in batches:
-                    prefix["now"] = encode_prompt(model, b) if shared else None
-                    yield (lambda b=b: forward(b)), pos_mask(b)
+    def encode(self, b: TeacherBatch) -> None:
+        self.prefix = encode_prompt(self.model, b) if self.shared else None
 
-            stats = activation_stats(gran, layers, stats_forwards())
-        base = reference_activations(cfg.baseline, gran, layers, dtype, device, stats, cfg.seed)
-        hooks = PathHooks(gran, layers, base)
+    def reference(self) -> dict[int, Tensor]:
+        """h' of every layer (Eq. 2), from the activation statistics of every prompt if needed."""
+        stats = (None if self.cfg.baseline == "zero"
+                 else activation_stats(self.gran, self.layers, self._stats_forwards()))
+        return reference_activations(self.cfg.baseline, self.gran, self.layers, self.dtype,
+                                     self.device, stats, self.cfg.seed)
 
-        def one_prompt(i: int) -> None:  # depends on prompt i alone: chunks are resumable
-            batch, g = batches[i], len(groups[i])
-            hooks.reset()
-            if cfg.path == "onpolicy":
-                prompt = groups[i].iloc[:1].drop(  # the prompt's columns (prompt, answer, ...)
-                    columns=["gen_ids", "sample_id", "logprob", "truncated", "text", "pred"],
-                    errors="ignore").assign(n_samples=g).reset_index(drop=True)
-                for p_i, pass_layers in enumerate(passes):
-                    for k in range(cfg.m):
-                        seed = cfg.seed + 7919 * (i * len(passes) + p_i) + k
-                        r_mean = _onpolicy_step(model, hooks, pass_layers, prompt, sampler, seed,
-                                                float(alphas[k]), float(weights[k]), cfg,
-                                                device, forward)
-                        reward_path[k] += r_mean / (len(work) * len(passes))
-                        bar.update(1)
-                per_prompt[i] = hooks.scores().cpu().numpy()
-                check_finite(prompt_ids[i], granularity, units, per_prompt[i])
-                return
-            prefix["now"] = encode_prompt(model, batch) if shared else None
-            lp_h, phi_h[i], delta[i] = offpolicy_prompt(
-                forward, hooks, batch, pos_mask(batch), adv[i, :g].to(device), passes, mode,
-                chunks, alphas, weights, cfg.path == "importance", bar, cfg.traj_chunk)
-            n_tokens.extend(batch.target_mask.sum(1).tolist())
-            if "logprob" in groups[i]:
-                lp_diff.extend((lp_h.cpu().double() - torch.tensor(
-                    groups[i]["logprob"].to_numpy(dtype="float64"))).abs().tolist())
-            per_prompt[i] = hooks.scores().cpu().numpy()
-            check_finite(prompt_ids[i], granularity, units, per_prompt[i], phi_h[i], delta[i])
+    def _stats_forwards(self) -> Iterator[tuple[Callable[[], Tensor], Tensor]]:
+        for b in self.batches:
+            self.encode(b)
+            yield functools.partial(self.forward, b), self.pos_mask(b)
 
-        def compute(items: range) -> dict[str, Any]:  # one chunk of prompts (ipg.checkpoint)
-            n_lp, n_tok, rows = len(lp_diff), len(n_tokens), slice(items.start, items.stop)
-            for i in items:
-                if i in work_set:
-                    one_prompt(i)
-            return {"per_prompt": per_prompt[rows].copy(), "phi_h": phi_h[rows].copy(),
-                    "delta": delta[rows].copy(), "lp_diff": np.asarray(lp_diff[n_lp:], float),
-                    "n_tokens": np.asarray(n_tokens[n_tok:], np.int64),
-                    "reward_path": reward_path.copy()}  # cumulative: restored as is
+    def compute(self, items: range, hooks: PathHooks, res: _Results, bar: tqdm) -> dict[str, Any]:
+        """One chunk of prompts (ipg.checkpoint): each depends on itself alone (resumable)."""
+        n_lp, n_tok = len(res.lp_diff), len(res.n_tokens)
+        for i in items:
+            if i in self.work:
+                hooks.reset()
+                if self.cfg.path == "onpolicy":
+                    self.onpolicy_prompt(i, hooks, res, bar)
+                else:
+                    self.offpolicy_prompt(i, hooks, res, bar)
+        return res.payload(items, n_lp, n_tok)
 
-        work_set = set(work)
-        for items, saved, resumed in run_chunks(store, n_prompts, compute):
-            if resumed:  # a chunk of an interrupted run: its saved results, bitwise
-                rows = slice(items.start, items.stop)
-                per_prompt[rows], phi_h[rows], delta[rows] = (
-                    saved["per_prompt"], saved["phi_h"], saved["delta"])
-                lp_diff.extend(saved["lp_diff"].tolist())
-                n_tokens.extend(saved["n_tokens"].tolist())
-                reward_path[:] = saved["reward_path"]
-                bar.update(n_steps // max(len(work), 1) * len(work_set.intersection(items)))
-    bar.close()
-    counts = [gran.unit_shape(l)[0] for l in layers]  # (layer, index) of each unit, as `units`
-    unit_pos = (np.repeat(layers, counts), np.concatenate([np.arange(n) for n in counts]))
-    return _finish(gran.name, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff,
-                   n_tokens, reward_path, alphas, layers, temperature, cfg, start)
+    def offpolicy_prompt(self, i: int, hooks: PathHooks, res: _Results, bar: tqdm) -> None:
+        batch, g = self.batches[i], len(self.groups[i])
+        self.encode(batch)
+        out = offpolicy_prompt(self.forward, hooks, batch, self.pos_mask(batch),
+                               self.adv[i, :g].to(self.device), self.passes, self.mode, self.rule,
+                               self.cfg.path == "importance", bar, self.cfg.traj_chunk)
+        res.phi_h[i], res.delta[i], res.path_points[i] = out.phi_h, out.delta, out.path_points
+        res.nested_error[i] = np.nan if out.nested_error is None else out.nested_error
+        res.n_tokens.extend(batch.target_mask.sum(1).tolist())
+        if "logprob" in self.groups[i]:
+            res.lp_diff.extend((out.lp_h.cpu().double() - torch.tensor(
+                self.groups[i]["logprob"].to_numpy(dtype="float64"))).abs().tolist())
+        res.per_prompt[i] = hooks.scores().cpu().numpy()
+        check_finite(self.prompt_ids[i], self.granularity, self.units, res.per_prompt[i],
+                     res.phi_h[i], res.delta[i])
+
+    def onpolicy_prompt(self, i: int, hooks: PathHooks, res: _Results, bar: tqdm) -> None:
+        g, cfg, rule = len(self.groups[i]), self.cfg, self.rule
+        assert isinstance(rule, FixedRule)  # IPGConfig: the adaptive rule is off-policy only
+        prompt = self.groups[i].iloc[:1].drop(  # the prompt's columns (prompt, answer, ...)
+            columns=["gen_ids", "sample_id", "logprob", "truncated", "text", "pred"],
+            errors="ignore").assign(n_samples=g).reset_index(drop=True)
+        for p_i, pass_layers in enumerate(self.passes):
+            for k in range(len(rule.alphas)):
+                seed = cfg.seed + 7919 * (i * len(self.passes) + p_i) + k
+                r_mean = _onpolicy_step(self.model, hooks, pass_layers, prompt, self.sampler, seed,
+                                        float(rule.alphas[k]), float(rule.weights[k]), cfg,
+                                        self.device, self.forward)
+                res.reward_path[k] += r_mean / (len(self.work) * len(self.passes))
+                bar.update(1)
+        res.path_points[i] = len(self.passes) * len(rule.alphas)
+        res.per_prompt[i] = hooks.scores().cpu().numpy()
+        check_finite(self.prompt_ids[i], self.granularity, self.units, res.per_prompt[i])
 
 
 def _onpolicy_step(model, hooks: PathHooks, layers: list[int], prompt: pd.DataFrame,
@@ -256,27 +345,29 @@ def _onpolicy_step(model, hooks: PathHooks, layers: list[int], prompt: pd.DataFr
     return float(rewards[0, :g].mean())
 
 
-def _finish(granularity, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, nonzero, lp_diff, n_tokens,
-            reward_path, alphas, layers, temperature, cfg, start) -> Attribution:
-    n_prompts, n_nonzero = len(prompt_ids), int(sum(nonzero))
+def _finish(job: _Job, res: _Results, start: float) -> Attribution:
+    cfg, n_prompts, n_nonzero = job.cfg, len(job.prompt_ids), int(sum(job.nonzero))
     if n_nonzero == 0:
         warnings.warn(
             f"all {n_prompts} prompts have zero advantages (equal rewards within every prompt): "
             "every IPG score is 0 (metrics empty_result: true); sample more trajectories per "
             "prompt or attribute a reward that varies", stacklevel=3)
     offpolicy_like = cfg.path != "onpolicy"
-    res = completeness(per_prompt, delta, nonzero)
+    comp = completeness(res.per_prompt, res.delta, job.nonzero)
+    lp_diff, n_tokens = res.lp_diff, res.n_tokens
     metrics: dict[str, Any] = {
-        "method": "ipg", "granularity": granularity, "layers": layers, "n_units": len(units),
-        "n_prompts": n_prompts, "n_prompts_nonzero_advantage": n_nonzero,
-        "temperature_used": temperature, "sum_scores": res.pop("sum_scores"),
-        "phi_h": float(phi_h.mean()) if offpolicy_like else None,
-        "phi_baseline": float((phi_h - delta).mean()) if offpolicy_like else None,
-        **{k: (v if offpolicy_like else None) for k, v in res.items()},
+        "method": "ipg", "granularity": job.gran.name, "layers": job.layers,
+        "n_units": len(job.units), "n_prompts": n_prompts, "n_prompts_nonzero_advantage": n_nonzero,
+        "temperature_used": job.temperature, "sum_scores": comp.pop("sum_scores"),
+        "phi_h": float(res.phi_h.mean()) if offpolicy_like else None,
+        "phi_baseline": float((res.phi_h - res.delta).mean()) if offpolicy_like else None,
+        **{k: (v if offpolicy_like else None) for k, v in comp.items()},
         "logprob_max_abs_diff": float(max(lp_diff)) if lp_diff else None,
         "generated_tokens_mean": float(np.mean(n_tokens)) if n_tokens else None,
-        "reward_along_path": ({"alpha": alphas.tolist(), "mean_reward": reward_path.tolist()}
+        "reward_along_path": ({"alpha": job.rule.alphas.tolist(),
+                               "mean_reward": res.reward_path.tolist()}
                               if cfg.path == "onpolicy" else None),
+        **_quadrature_metrics(job, res),
         "empty_result": n_nonzero == 0,  # every prompt had zero advantage: all scores are 0
         "config": asdict(cfg),
         "wall_seconds": time.perf_counter() - start,
@@ -286,6 +377,25 @@ def _finish(granularity, units, unit_pos, per_prompt, prompt_ids, phi_h, delta, 
             f"re-scored log-probs differ from the table's 'logprob' by up to {max(lp_diff):.3g}: "
             "check the temperature and that the model is the sampler's", stacklevel=3)
     if cfg.path == "offpolicy":
-        check_bound(res["completeness_residual_pooled"], cfg.max_residual, cfg.m, cfg.quadrature)
-    return make_attribution(units, unit_pos[0], unit_pos[1], per_prompt, prompt_ids, granularity,
-                            "ipg", metrics)
+        check_bound(comp["completeness_residual_pooled"], cfg.max_residual, cfg.m, cfg.quadrature,
+                    cfg.m_max)
+    counts = [job.gran.unit_shape(l)[0] for l in job.layers]  # (layer, index) of each unit
+    return make_attribution(job.units, np.repeat(job.layers, counts),
+                            np.concatenate([np.arange(n) for n in counts]), res.per_prompt,
+                            job.prompt_ids, job.gran.name, "ipg", metrics)
+
+
+def _quadrature_metrics(job: _Job, res: _Results) -> dict[str, Any]:
+    """Per prompt: path points evaluated, the completeness residual and (adaptive) the nested
+    error estimate; and the total path points (the cost the adaptive rule saves)."""
+    pids = job.prompt_ids
+    resid = [abs(float(res.per_prompt[i].sum()) - float(res.delta[i])) / abs(float(res.delta[i]))
+             if res.delta[i] != 0 else None for i in range(len(pids))]
+    return {
+        "path_points": int(res.path_points.sum()),
+        "path_points_per_prompt": dict(zip(pids, res.path_points.tolist())),
+        "completeness_residual_per_prompt": dict(zip(pids, resid)),
+        "quadrature_error_per_prompt": (dict(zip(pids, [None if np.isnan(e) else float(e)
+                                                        for e in res.nested_error]))
+                                        if job.cfg.quadrature == ADAPTIVE else None),
+    }

@@ -18,7 +18,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "advantage": ("loo", "grpo", "raw"),  # ipg.rewards.ADVANTAGES
     "path": ("offpolicy", "importance", "onpolicy"),
     "baseline": ("zero", "mean", "noise"),  # ipg.attribution.reference.REFERENCES
-    "quadrature": ("gauss_legendre", "riemann_left", "riemann_mid", "riemann_right"),
+    "quadrature": ("gauss_legendre", "riemann_left", "riemann_mid", "riemann_right", "adaptive"),
     "positions": ("all", "generated"),
     "multilayer": ("joint", "separate", "onthefly"),
     "autocast": ("none", "bfloat16"),  # ipg.attribution.execution.AUTOCAST_DTYPES
@@ -33,6 +33,11 @@ class IPGConfig:
     baseline: str = "zero"  # h': zero | mean (dataset mean) | noise (mean + std * z, seeded)
     quadrature: str = "gauss_legendre"  # GL needs ~half the points of the midpoint rule
     m: int = 32  # path points; GL m=32 gave ~0.2% median residual on a small Qwen2 (all MLPs)
+    # quadrature adaptive (docs/method.md "Quadrature"): nested Clenshaw-Curtis levels per prompt
+    # until the completeness residual and the nested error estimate are both <= tol, at most
+    # m_max path points per prompt and pass (levels have 5, 9, 17, 33, 65, ... nodes); m unused
+    tol: float = 0.01
+    m_max: int = 65
     positions: str = "all"  # interpolate h at all positions or only at generated ones
     multilayer: str = "joint"  # joint (clamp to recorded h) | separate | onthefly
     layers: list[int] | None = None  # subset of layers (None: all the granularity has)
@@ -58,6 +63,16 @@ class IPGConfig:
             value = getattr(self, key)
             if int(value) != value or value < 1:
                 raise IPGError(f"IPG config key '{key}' must be an integer >= 1, got {value!r}")
+        if isinstance(self.tol, bool) or not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+            raise IPGError(f"IPG config key 'tol' must be a number in (0, 1), got {self.tol!r}")
+        if (isinstance(self.m_max, bool) or not isinstance(self.m_max, (int, float))
+                or int(self.m_max) != self.m_max or self.m_max < 5):
+            raise IPGError(f"IPG config key 'm_max' must be an integer >= 5 (the adaptive rule's "
+                           f"first level), got {self.m_max!r}")
+        if self.quadrature == "adaptive" and self.path != "offpolicy":
+            raise IPGError(f"IPG quadrature 'adaptive' stops on the completeness identity, which "
+                           f"holds on the off-policy path only; set path: offpolicy or quadrature: "
+                           f"gauss_legendre (path is {self.path!r})")
         if self.temperature is not None and not self.temperature > 0:
             raise IPGError(f"IPG config key 'temperature' must be > 0, got {self.temperature}")
         if self.layers is not None:

@@ -35,6 +35,10 @@ class PathHooks:
         self.gran, self.layers, self.base = gran, layers, base  # base[l]: a' [units, unit_dim]
         self.recorded: dict[int, Tensor] = {}  # hooked x on the unmodified forward [G, pos, ...]
         self.acc: dict[int, Tensor] = {}  # [units] float32 (float64 for a float64 model)
+        # per_point: each backward stores its rows' terms [b, units] in `points` instead of
+        # adding them to acc (adaptive quadrature re-weights every node: quadrature.py)
+        self.per_point = False
+        self.points: dict[int, Tensor] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -150,11 +154,17 @@ class PathHooks:
         acc = self.acc[layer]
         diff = self._joint_diff(layer, mask)[1].to(acc.dtype)
         g5 = g.to(acc.dtype).view(reps, *diff.shape)
+        if self.per_point:
+            self.points[layer] = (g5 * diff).sum(dim=(2, 4)).flatten(0, 1)  # [reps * G, units]
+            return
         self.acc[layer] = acc + (g5 * diff).sum(dim=(0, 1, 2, 4))
 
     def _accumulate(self, layer: int, diff: Tensor, g: Tensor) -> None:
         # (a - a') * dPhi/da_alpha summed over batch, positions and unit_dim -> [units]
         acc = self.acc[layer]
+        if self.per_point:
+            self.points[layer] = (diff.to(acc.dtype) * g.to(acc.dtype)).sum(dim=(1, 3))  # [b, units]
+            return
         self.acc[layer] = acc + (diff.to(acc.dtype) * g.to(acc.dtype)).sum(dim=(0, 1, 3))
 
     def scores(self) -> Tensor:
