@@ -15,7 +15,10 @@ rule build_model:
     params:
         model_params=model_params,
         seed=config["seed"],
-    threads: all_cores()
+    # the study entry's threads (organism: 1), first in line: every job of a model waits for its
+    # build, so a 2-thread build queued behind 1-thread jobs of another model idled a core
+    threads: model_threads
+    priority: 10
     message:
         "Building model {wildcards.model}"
     script:
