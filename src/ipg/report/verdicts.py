@@ -50,6 +50,7 @@ Comparisons (per model x task x granularity, every accuracy-reward IPG method, e
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
@@ -73,13 +74,17 @@ STEERED = ("signed", "bottom", "magnitude")
 METRICS = ("accuracy", "length", "entropy", "truncated")
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_findings() -> dict[str, Any]:
+    from ipg.config_schema import load_schema
+
+    return load_schema()["properties"]["findings"]["properties"]
+
+
 def defaults() -> dict[str, Any]:
     """The `findings` defaults of the config schema (workflow/schemas/config.schema.yaml), the
     one place they are defined."""
-    from ipg.config_schema import load_schema
-
-    props = load_schema()["properties"]["findings"]["properties"]
-    return {key: copy.deepcopy(spec["default"]) for key, spec in props.items()}
+    return {key: copy.deepcopy(spec["default"]) for key, spec in _schema_findings().items()}
 
 
 def settings(config: dict | None) -> dict[str, Any]:
