@@ -8,7 +8,8 @@ rerun on when it changes): `select_units(scores, k, mode, per_layer)` with mode 
 adds `units_id` (a hash of the sorted unit names; "" for the unsteered and temperature-control
 rows) so that two arms that steer exactly the same units (e.g. layers k = 1 for IPG and Act, or
 IPG's signed and magnitude sets) are known to be the same intervention (docs/method.md,
-"Evaluation: paired verdicts on held-out prompts"). A job whose table is absent keeps NaN ids.
+"Evaluation: paired verdicts on held-out prompts"). A job whose table is absent, and a
+selection that is not an attribution ranking, keep NaN ids (unknown: never "same set").
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ipg.errors import IPGError
 
 JOB = ["model", "task", "granularity", "method"]
 UNSTEERED = ("none", "temperature")
@@ -67,9 +67,8 @@ def attach_unit_ids(rows: pd.DataFrame, attributions: pd.DataFrame,
         part = out.loc[idx]
         for (selection, k), sub in part.groupby(["selection", "k"], sort=False).groups.items():
             mode = "signed" if selection in SIGNED_ALIASES else selection
-            if mode not in SELECT_MODES:
-                raise IPGError(f"steering rows of {'/'.join(map(str, key))} have selection "
-                               f"'{selection}'; known: {', '.join((*SELECT_MODES, *SIGNED_ALIASES, *UNSTEERED))}")
+            if mode not in SELECT_MODES:  # a named set (evaluate_unit_sets): unknown units
+                continue
             units = select_units(scores, int(k), mode, per_layer=per_layer_of(config, key[0]),
                                  strict=False)
             out.loc[sub, "units_id"] = unit_set_id(units)
