@@ -391,4 +391,9 @@ def test_design_table_and_headline_use_confirmatory_cells_that_meet_the_target()
     assert text.startswith("Confirmatory families") and "ablation vs act: IPG better in 1 of 1" in text
     assert "Smoke tests only" in text and "smoke/t/neurons" in text
     assert "m/neurons ipg k=4 gamma=0 vs act: -0.3" in text  # effect size with its CI
+    hw = found[(found["model"] == "m") & (found["family"] == "ablation vs act")]["half_width"].iloc[0]
+    assert f"half-width {hw:.3f}" in text and "median half-width" in text
+    # every row carries its cell's design label
+    by_model = found.groupby("model")["design"].unique()
+    assert list(by_model["m"]) == ["confirmatory"] and list(by_model["smoke"]) == ["smoke test"]
     assert "no claim" in headline(build_verdicts(rows[rows["method"] == "act"]))

@@ -31,7 +31,8 @@ One row per comparison (`COLUMNS`); for an arm A = IPG's condition and B = its c
   difference gets the score interval of ipg.statistics on length / the cells' largest length.
 - design: "confirmatory" when the row's model x task x granularity cell meets
   findings.target_half_width (median half-width of its confirmatory accuracy rows), else
-  "smoke test" (its verdicts stay out of the headline); `design_table`.
+  "smoke test" (its verdicts stay out of the headline); `design_table`. "n/a" for a cell
+  without a confirmatory accuracy row that has an interval.
 
 Comparisons (per model x task x granularity, every accuracy-reward IPG method, every steered k):
 - ablation (gamma 0) / enhancement (gamma > 1) of the signed top-k vs Act's signed top-k and vs
@@ -383,7 +384,8 @@ def build_verdicts(rows: pd.DataFrame, config: dict | None = None,
         frame.at[i, "verdict"] = decide(frame.loc[i].to_dict(), bool(frame.at[i, "_higher"]), s)
     status = design_table(frame, config)
     status = {tuple(r[:3]): r[3] for r in status[GROUP + ["status"]].itertuples(index=False)}
-    frame["design"] = [status.get(tuple(r), SMOKE) for r in frame[GROUP].itertuples(index=False)]
+    frame["design"] = [status.get(tuple(r), "n/a: no tested accuracy row")
+                       for r in frame[GROUP].itertuples(index=False)]
     return frame[COLUMNS]
 
 
