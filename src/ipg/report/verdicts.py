@@ -327,7 +327,8 @@ def _sharpening(g: _Group, m: str, k: int, gamma: float, a: Arm, record, s: dict
     if not acc > acc0:
         return {**rec, "ipg": acc, "verdict": NO_GAIN,
                 "note": f"accuracy {acc:.3f} did not rise above the unsteered {acc0:.3f}: "
-                        "nothing to explain"}
+                        f"nothing to explain (entropy {entropy:.3g}; control curve "
+                        f"{sharp.describe_range(points)})"}
     if len(points) < 2:
         return {**rec, "ipg": acc, "verdict": NO_DATA,
                 "note": "no temperature control (steering.control_temperatures for "
