@@ -39,7 +39,10 @@ def write_attribution(root: Path, model, task, gran, method, seed) -> None:
             idx.append(i)
     pp = rng.normal(size=(6, len(units)))
     if not method.startswith("random"):
-        pp[:, :8] += 3.0  # planted: the same early units score high on every task
+        # planted: the same early units score high on every task; Act's set overlaps IPG's
+        # by half, so their steered top-k are different interventions (not "same set")
+        start = 4 if method == "act" else 0
+        pp[:, start:start + 8] += 3.0
     att = make_attribution(units, layers, idx, pp, [f"p{i}" for i in range(6)], gran, method)
     kind, reward = METHODS[method]
     out = root / "results" / "attribution" / model / task / gran

@@ -23,6 +23,7 @@ from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
 from ipg.report.collect import Study, collect, load_retest
 from ipg.report.findings import configured_ks, reference_k
+from ipg.report.unit_sets import attach_unit_ids
 from ipg.report.verdicts import COLUMNS as VERDICT_COLUMNS
 from ipg.report.verdicts import build_verdicts, design_table, headline, settings
 
@@ -140,8 +141,8 @@ def make_figures(study: Study, fig_dir: Path, config: dict | None) -> dict[str, 
 def _findings_view(findings: pd.DataFrame) -> pd.DataFrame:
     def ci(v, lo, hi):
         return "" if pd.isna(v) else f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]" if not pd.isna(lo) else f"{v:+.3f}"
-    view = findings[["model", "task", "granularity", "family", "ipg_method", "versus", "k", "gamma",
-                     "metric"]].copy()
+    view = findings[["model", "task", "granularity", "design", "family", "ipg_method", "versus", "k",
+                     "gamma", "metric"]].copy()
     view["IPG"], view["control"] = findings["ipg"], findings["other"]
     view["IPG - control (95% CI)"] = [ci(*r) for r in findings[["diff", "diff_lo", "diff_hi"]].itertuples(index=False)]
     view["half-width"], view["p (Holm)"] = findings["half_width"], findings["p_holm"]
@@ -166,7 +167,12 @@ def _findings_section(findings: pd.DataFrame, design: pd.DataFrame, config: dict
         f"inside +-{s['equivalence_margin']:g} accuracy, +-{s['length_margin']:g} tokens), "
         "*inconclusive*; *excluded: degenerate* when both arms are degenerate (accuracy < "
         f"{s['degenerate_accuracy']:g} or more than {s['degenerate_truncated']:.0%} of outputs "
-        "truncated). Families: " + ", ".join(s["families"]) + ". Confirmatory grid: gamma in "
+        "truncated); *same set* when both arms steer exactly the same units (one intervention: no "
+        "interval, no test); for sharpening, *no gain* (accuracy did not rise: nothing to explain) "
+        "and *no bracket* (entropy outside the temperature controls; see the note). None of these "
+        "enter the Holm families. The design column says whether the row's cell meets the target "
+        "half-width (confirmatory) or is a smoke test (no claim). "
+        "Families: " + ", ".join(s["families"]) + ". Confirmatory grid: gamma in "
         + ", ".join(f"{g:g}" for g in s["confirmatory_gammas"]) + " at the configured steering ks; "
         "everything else is exploratory (effect and CI, no test). CSV: `tables/findings.csv`.", "",
         "### Design: achieved precision", "",
@@ -234,7 +240,7 @@ def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir
     study = collect(results_dir, reports, benchmarks_dir, bench_csv, inputs, benchmark_files)
     config = dict(config) if config else None
     study.retest = load_retest(study.attributions, lambda m, g: max(configured_ks(config, m, g) or [8]))
-    findings = (build_verdicts(study.steering_rows, config,
+    findings = (build_verdicts(attach_unit_ids(study.steering_rows, study.attributions, config), config,
                                ks_for=lambda m, g: configured_ks(config, m, g))
                 if len(study.steering_rows) else pd.DataFrame(columns=VERDICT_COLUMNS))
     (reports / "tables").mkdir(parents=True, exist_ok=True)
