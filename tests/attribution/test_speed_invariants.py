@@ -1,6 +1,9 @@
 """The engine's fast code paths give what the plain ones give.
 
-- the fused LM-head log-prob (keeping or recomputing the softmax) = checkpointed autograd;
+- the fused LM-head log-prob (keeping or recomputing the softmax) = checkpointed autograd,
+  and the two routes give the same bits (the budget that picks one never changes a score);
+- the temperature applied to the hidden state (bias-free head) = applied to the logits;
+- the joint-mode (a - a') kept from a chunk's forward for its backward = rebuilt there;
 - the broadcast prompt cache = a deep copy repeated over the batch, and leaves the prompt's
   cache untouched;
 - the joint-mode path hooks (recorded terms cached per prompt, mask shared by the path
@@ -17,6 +20,7 @@ from ipg.attribution import surrogate as sur
 from ipg.attribution.path import PathHooks
 from ipg.attribution.reference import reference_activations
 from ipg.components import Granularity, get_granularity
+from ipg.errors import IPGError
 
 
 def _batch():
@@ -29,7 +33,7 @@ def test_fused_head_matches_checkpointed_autograd(qwen, keep, monkeypatch) -> No
 
     def grad_of(fused: bool):
         monkeypatch.setattr(sur, "_fused_head", lambda head: fused)
-        monkeypatch.setattr(sur, "_KEEP_SOFTMAX_BYTES", 2**40 if keep else 0)
+        monkeypatch.setattr(sur, "fits", lambda n_bytes, device: keep)
         leaf = qwen.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
         out = qwen.model(inputs_embeds=leaf, attention_mask=batch.attention_mask, use_cache=False)
         hidden = out.last_hidden_state
@@ -117,3 +121,91 @@ def test_joint_fast_hooks_equal_generic_hooks(qwen, gran_name, monkeypatch) -> N
     assert torch.allclose(lp_fast, lp_slow, rtol=1e-12, atol=1e-12)
     assert torch.allclose(s_fast, s_slow, rtol=1e-9, atol=1e-12)
     assert s_fast.abs().max() > 0
+
+
+def _frozen_grads(qwen, fn):
+    params = [(p, p.requires_grad) for p in qwen.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        return fn()
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_kept_and_recomputed_softmax_give_the_same_bits(qwen, temperature, monkeypatch) -> None:
+    batch = _batch()
+
+    def run(keep: bool):
+        monkeypatch.setattr(sur, "fits", lambda n_bytes, device: keep)
+        leaf = qwen.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+        hidden = qwen.model(inputs_embeds=leaf, attention_mask=batch.attention_mask,
+                            use_cache=False).last_hidden_state
+        src = hidden[:, batch.prompt_len - 1: batch.prompt_len - 1 + batch.targets.shape[1]]
+        head = qwen.get_output_embeddings()
+        lp = sur._TargetLogProb.apply(src, batch.targets, head.weight, head.bias, temperature,
+                                      sur.fits(0, src.device))
+        (lp * batch.target_mask).sum().backward()
+        return lp.detach(), leaf.grad
+
+    lp_k, g_k = _frozen_grads(qwen, lambda: run(True))
+    lp_r, g_r = _frozen_grads(qwen, lambda: run(False))
+    assert torch.equal(lp_k, lp_r) and torch.equal(g_k, g_r)
+    assert g_k.abs().max() > 0
+
+
+def test_fused_backward_refuses_a_second_pass(qwen) -> None:
+    batch = _batch()
+    head = qwen.get_output_embeddings()
+    hidden = torch.randn(batch.size, batch.targets.shape[1], head.in_features,
+                         dtype=head.weight.dtype, requires_grad=True)
+    lp = sur._TargetLogProb.apply(hidden, batch.targets, head.weight.detach(), None, 1.0, True)
+    lp.sum().backward(retain_graph=True)
+    with pytest.raises(IPGError, match="backpropagated twice"):
+        lp.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_temperature_on_the_hidden_state_equals_it_on_the_logits(dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(12, 16, generator=gen, dtype=dtype)
+    weight = torch.randn(300, 16, generator=gen, dtype=dtype)
+    bias = torch.randn(300, generator=gen, dtype=dtype)
+    t = 0.7
+    want = (hidden @ weight.T) / t
+    got = sur._linear_logits(hidden, weight, None, t)
+    tol = 1e-5 if dtype == torch.float32 else 1e-13  # a few ulp of |logits| ~ 10
+    assert torch.allclose(got, want, rtol=tol, atol=tol)
+    # with a bias the logits themselves are divided (the same operations as before)
+    assert torch.equal(sur._linear_logits(hidden, weight, bias, t),
+                       torch.nn.functional.linear(hidden, weight, bias) / t)
+    # a bf16 hidden state is not divided (one more rounding): the logits are
+    h16, w16 = hidden.bfloat16(), weight.bfloat16()
+    assert torch.equal(sur._linear_logits(h16, w16, None, t),
+                       torch.nn.functional.linear(h16, w16).float() / t)
+
+
+def test_joint_diff_kept_per_chunk_gives_the_same_bits(qwen, monkeypatch) -> None:
+    import ipg.attribution.path as path_mod
+
+    batch = _batch()
+    gran = get_granularity("neurons", qwen)
+    layers = gran.select_layers(None)
+    base = reference_activations("zero", gran, layers, torch.float64, torch.device("cpu"), None)
+    alphas = torch.tensor([0.3, 0.8], dtype=torch.float64).repeat_interleave(batch.size)
+
+    def run(checkpointed: bool) -> torch.Tensor:
+        monkeypatch.setattr(path_mod, "layers_checkpointed", lambda: checkpointed)
+        hooks = PathHooks(gran, layers, base)
+        with torch.no_grad(), hooks.record():
+            sur.sequence_logprobs(qwen, batch, 1.0)
+        with hooks.interpolate(alphas, batch.gen_mask, "joint", grad=True):
+            lp = sur.sequence_logprobs(qwen, batch.repeat(2), 0.7)
+            (lp * torch.linspace(-1, 1, lp.shape[0], dtype=lp.dtype)).sum().backward()
+        return hooks.scores()
+
+    kept = _frozen_grads(qwen, lambda: run(False))
+    rebuilt = _frozen_grads(qwen, lambda: run(True))
+    assert torch.equal(kept, rebuilt) and kept.abs().max() > 0

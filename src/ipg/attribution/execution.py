@@ -21,6 +21,7 @@ Neither changes what is computed (Eqs. 1-3 of docs/method.md), only its cost:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 
 import torch
@@ -30,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from ipg.components import replaced_forwards
 
 AUTOCAST_DTYPES = {"none": None, "bfloat16": torch.bfloat16}
+_CHECKPOINTING = contextvars.ContextVar("ipg_layers_checkpointed", default=False)
 
 
 def autocast(name: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -55,5 +57,22 @@ def checkpointed(layers: nn.ModuleList | list[nn.Module], on: bool = True
     is called twice (surrogate.py's batched prompt cache is stateless)."""
     if not on:
         return contextlib.nullcontext()
-    return replaced_forwards([(layer, functools.partial(_checkpointed_forward, layer.forward))
-                              for layer in layers])
+    return _flagged(replaced_forwards([(layer, functools.partial(_checkpointed_forward, layer.forward))
+                                       for layer in layers]))
+
+
+@contextlib.contextmanager
+def _flagged(inner: contextlib.AbstractContextManager):
+    """`inner`, with layers_checkpointed() True inside it."""
+    token = _CHECKPOINTING.set(True)
+    try:
+        with inner:
+            yield
+    finally:
+        _CHECKPOINTING.reset(token)
+
+
+def layers_checkpointed() -> bool:
+    """True inside `checkpointed(..., on=True)`: tensors kept from a forward to its backward
+    then outlive the recomputation (the path hooks recompute a - a' instead, path.py)."""
+    return _CHECKPOINTING.get()

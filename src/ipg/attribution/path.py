@@ -21,6 +21,7 @@ from typing import Iterator, Literal
 import torch
 from torch import Tensor
 
+from ipg.attribution.execution import layers_checkpointed
 from ipg.attribution.surrogate import wide
 from ipg.attribution.tap import tap
 from ipg.components import Granularity, edit_activations
@@ -120,9 +121,10 @@ class PathHooks:
         (float64 for a float64 model) even under bf16 autocast.
 
         Only the recording itself is kept for the whole prompt (in the model's activation
-        dtype); a and the difference are rebuilt per chunk (forward) and per backward: a few
-        elementwise passes over G rows instead of two more activation-sized tensors per layer
-        held for the whole prompt."""
+        dtype); a and the difference are rebuilt once per chunk in its forward, and the
+        difference (G rows) is kept for the chunk's backward, unless the decoder layers are
+        checkpointed: there it would outlive the recomputation that bounds memory, so the
+        backward rebuilds it (docs/method.md, "Cost of one pass")."""
         a = wide(self.gran.read(layer, self.recorded[layer]).detach())
         diff = a - self.base[layer].to(a.dtype)
         if mask is not None:
@@ -144,15 +146,20 @@ class PathHooks:
             a_path = a - (1 - alpha) * diff
             if reps > 1:
                 a_path = a_path.repeat(reps, *([1] * (a.ndim - 1)))
-        del a, diff
+        del a
         if grad:  # a and diff carry no graph: the tap makes a_path part of the backward
-            a_path = tap(a_path, lambda g, l=layer: self._accumulate_joint(l, mask, reps, g))
+            if layers_checkpointed():
+                fn = lambda g, l=layer: self._accumulate_joint(l, self._joint_diff(l, mask)[1], reps, g)
+            else:  # diff of this chunk, kept until its backward: computed once per chunk
+                fn = lambda g, l=layer, d=diff: self._accumulate_joint(l, d, reps, g)
+            a_path = tap(a_path, fn)
+        del diff
         return a_path.reshape(x.shape).to(x.dtype)
 
-    def _accumulate_joint(self, layer: int, mask: Tensor | None, reps: int, g: Tensor) -> None:
+    def _accumulate_joint(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
         # diff [G, ...] is shared by the reps path points of the batch: sum over them in one go
         acc = self.acc[layer]
-        diff = self._joint_diff(layer, mask)[1].to(acc.dtype)
+        diff = diff.to(acc.dtype)
         g5 = g.to(acc.dtype).view(reps, *diff.shape)
         if self.per_point:
             self.points[layer] = (g5 * diff).sum(dim=(2, 4)).flatten(0, 1)  # [reps * G, units]

@@ -10,8 +10,12 @@ path point; the batch then runs the generated tokens only.
 
 Memory: the base model returns hidden states [b, pos, d]; the LM head and log-softmax run on
 chunks of generated positions only, and their backward (a fused autograd function for a frozen
-nn.Linear head, activation checkpointing otherwise) keeps full-vocab float32 logits for the
-whole batch only below a fixed size (_KEEP_SOFTMAX_BYTES); above it they are recomputed per chunk.
+nn.Linear head, activation checkpointing otherwise) keeps the full-vocab float32 softmax of the
+whole batch when it fits the memory budget (attribution/budget.py); otherwise the logits are
+recomputed per chunk. Both routes give bitwise the same log-probs and gradients.
+
+Temperature: for a bias-free linear head, logits / T = (h / T) W^T, so the d-wide hidden
+state is divided instead of the vocab-wide logits (docs/method.md, "Cost of one pass").
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ipg.attribution.budget import fits
 from ipg.errors import IPGError
 
 
@@ -161,67 +166,90 @@ def _flat(hidden: Tensor) -> Tensor:
     return hidden.reshape(-1, hidden.shape[-1])
 
 
+def _linear_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, temperature: float) -> Tensor:
+    """logits / T [rows, vocab] (>= float32) of a linear head on hidden [rows, d].
+
+    Without a bias, (h W^T) / T = (h / T) W^T: the division runs over d (576 on SmolLM2)
+    instead of the vocabulary (49k). Same values up to float rounding (not bitwise); only for
+    a float32 / float64 hidden state (dividing a bf16 one would round it once more). With a
+    bias, or a lower-precision hidden state, the logits are divided."""
+    if temperature != 1 and bias is None and hidden.dtype in (torch.float32, torch.float64):
+        return wide(nn.functional.linear(hidden / temperature, weight))
+    return _scaled(wide(nn.functional.linear(hidden, weight, bias)), temperature)
+
+
+def _plain_linear(head: nn.Module) -> bool:
+    """An unhooked nn.Linear: its logits may be computed from its weights directly."""
+    return type(head) is nn.Linear and not (
+        head._forward_hooks or head._forward_pre_hooks or head._backward_hooks)
+
+
 def _chunk_logprobs(
     hidden: Tensor, targets: Tensor, head: nn.Module, temperature: float
 ) -> Tensor:
     """log pi(target | hidden) [b, s] from hidden [b, s, d]; logits >= float32 [b, s, vocab]."""
-    logits = _scaled(wide(head(_flat(hidden))), temperature).view(*targets.shape, -1)
+    if _plain_linear(head):
+        logits = _linear_logits(_flat(hidden), head.weight, head.bias, temperature)
+    else:
+        logits = _scaled(wide(head(_flat(hidden))), temperature)
+    logits = logits.view(*targets.shape, -1)
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
-
-
-# Below this many bytes of float logits for the whole batch, the fused LM-head backward keeps
-# the softmax instead of recomputing the logits (one LM-head matmul fewer per backward); the
-# memory it holds is bounded by this constant whatever the sequence length.
-_KEEP_SOFTMAX_BYTES = 32 * 2**20
 
 
 class _TargetLogProb(torch.autograd.Function):
     """log pi(target | hidden) [b, s] of a frozen nn.Linear head, with a fused backward.
 
-    Forward: `_chunk_logprobs` (via log_softmax when the softmax is kept). Backward: d/dlogits
-    = g (onehot - softmax) / T, then one matmul with W; the softmax is either kept from the
-    forward (`keep`) or recomputed from the saved hidden states (as activation checkpointing
-    would, without its per-call machinery).
+    Forward: one fused log-softmax over the vocabulary. Backward: d/dlogits = g (onehot -
+    softmax) / T, then one matmul with W; the softmax is either kept from the forward (`keep`)
+    or recomputed from the saved hidden states (as activation checkpointing would, without its
+    per-call machinery) by the same operations, so both routes give the same bits. The
+    backward works on the softmax in place: it runs once (the engine never retains the graph).
     """
 
     @staticmethod
     def forward(ctx, hidden: Tensor, targets: Tensor, weight: Tensor, bias: Tensor | None,
                 temperature: float, keep: bool) -> Tensor:
-        logits = _scaled(wide(nn.functional.linear(_flat(hidden), weight, bias)), temperature)
-        logits = logits.view(*targets.shape, -1)  # [b, s, vocab]
+        logp = _logp(hidden, targets, weight, bias, temperature)  # [b, s, vocab]
+        out = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         ctx.temperature, ctx.keep, ctx.hidden_dtype = temperature, keep, hidden.dtype
         ctx.amp = _amp_state(hidden.device.type)  # the backward's matmuls run as the forward's
-        if keep:  # one fused log-softmax pass; its exp is the softmax the backward needs
-            logp = torch.log_softmax(logits, dim=-1)
-            out = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        ctx.used = False
+        if keep:  # the exp of the log-softmax is the softmax the backward needs
             ctx.save_for_backward(logp.exp_(), targets, weight)
-            return out
-        lse = torch.logsumexp(logits, dim=-1)
-        out = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-        ctx.bias = bias
-        ctx.save_for_backward(hidden, targets, weight, lse)
+        else:
+            ctx.bias = bias
+            ctx.save_for_backward(hidden, targets, weight)
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor):
+        if ctx.used:
+            raise IPGError("the fused LM-head log-prob was backpropagated twice (retain_graph): "
+                           "its backward consumes the kept softmax; backpropagate each graph once")
+        ctx.used = True
         device_type, amp_dtype = ctx.amp
         amp = (torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None
                else contextlib.nullcontext())
         if ctx.keep:
             probs, targets, weight = ctx.saved_tensors
         else:
-            hidden, targets, weight, lse = ctx.saved_tensors
+            hidden, targets, weight = ctx.saved_tensors
             with amp:
-                logits = _scaled(wide(nn.functional.linear(_flat(hidden), weight, ctx.bias)),
-                                 ctx.temperature).view(*targets.shape, -1)
-            probs = logits.sub_(lse.unsqueeze(-1)).exp_()  # in place: logits is a fresh tensor
+                probs = _logp(hidden, targets, weight, ctx.bias, ctx.temperature).exp_()
         g_t = (g / ctx.temperature).to(probs.dtype).unsqueeze(-1)  # [b, s, 1]
-        grad = probs * g_t.neg()  # g (onehot - softmax) / T
+        grad = probs.mul_(g_t.neg())  # g (onehot - softmax) / T, in place: probs is used once
         grad.scatter_add_(-1, targets.unsqueeze(-1), g_t)
         with amp:
             grad_h = grad.to(weight.dtype) @ weight
         return grad_h.to(ctx.hidden_dtype), None, None, None, None, None
+
+
+def _logp(hidden: Tensor, targets: Tensor, weight: Tensor, bias: Tensor | None,
+          temperature: float) -> Tensor:
+    """log softmax(logits / T) [b, s, vocab] (>= float32) for hidden [b, s, d]."""
+    logits = _linear_logits(_flat(hidden), weight, bias, temperature)
+    return torch.log_softmax(logits.view(*targets.shape, -1), dim=-1)
 
 
 def _amp_state(device_type: str) -> tuple[str, torch.dtype | None]:
@@ -234,10 +262,9 @@ def _amp_state(device_type: str) -> tuple[str, torch.dtype | None]:
 def _fused_head(head: nn.Module) -> bool:
     """True for a frozen, unhooked nn.Linear LM head (else: checkpointed autograd)."""
     return (
-        type(head) is nn.Linear
+        _plain_linear(head)
         and not head.weight.requires_grad
         and (head.bias is None or not head.bias.requires_grad)
-        and not (head._forward_hooks or head._forward_pre_hooks or head._backward_hooks)
     )
 
 
@@ -272,9 +299,9 @@ def sequence_logprobs(
     total = torch.zeros(batch.size, dtype=wide(src).dtype, device=hidden.device)
     grad = torch.is_grad_enabled() and src.requires_grad
     fused = grad and _fused_head(head)
-    if fused:
+    if fused:  # keep the softmax if the whole batch's fits the budget (after the forward)
         logit_bytes = src.shape[0] * n_gen * head.out_features * (8 if src.dtype == torch.float64 else 4)
-        keep = logit_bytes <= _KEEP_SOFTMAX_BYTES
+        keep = fits(logit_bytes, src.device)
     for s in range(0, n_gen, pos_chunk):
         h_c, t_c = src[:, s : s + pos_chunk], batch.targets[:, s : s + pos_chunk]
         if fused:

@@ -22,6 +22,7 @@ from ipg.report import figures_sensitivity as fsens
 from ipg.report import figures_steering as fs
 from ipg.report import figures_units as fu
 from ipg.report.collect import Study, collect, load_retest
+from ipg.report.positions import position_tables
 from ipg.report.findings import configured_ks, reference_k
 from ipg.report.unit_sets import attach_unit_ids
 from ipg.report.verdicts import COLUMNS as VERDICT_COLUMNS
@@ -209,7 +210,10 @@ def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: d
              "cross_task": "Cross-task overlap (top-k Jaccard of every task pair vs chance and the retest level)",
              "reliability": "Reliability curve (split-half Spearman and top-k Jaccard vs n prompts and G)",
              "retest": "Retest level of every attribution (split-half of its own prompts; spearman_full_sb: Spearman-Brown projection to the full prompt set)",
-             "walltimes": "Stage wall times (Snakemake benchmarks, seconds)"}
+             "walltimes": "Stage wall times (Snakemake benchmarks, seconds)",
+             "positions": "Positions each attribution covers (docs/method.md, Positions)",
+             "positions_agreement": ("positions: all vs generated on the same model, task and granularity "
+                                     "(generated-only estimates a different quantity, not the same one faster)")}
     lines += ["## Tables", ""]
     for name, frame in tabs.items():
         lines += [f"### {names[name]}", "", md_table(frame) if len(frame) else "_No data._", ""]
@@ -246,6 +250,7 @@ def make_report(results_dir: str | Path, reports_dir: str | Path, benchmarks_dir
     (reports / "tables").mkdir(parents=True, exist_ok=True)
     findings.to_csv(reports / "tables" / "findings.csv", index=False)
     tabs = tables(study)
+    tabs.update(position_tables(study.attributions, lambda m, g: max(configured_ks(config, m, g) or [8])))
     for name, frame in tabs.items():
         frame.to_csv(reports / "tables" / f"{name}.csv", index=False)
     figures = make_figures(study, reports / "figures", config)

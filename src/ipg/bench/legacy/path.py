@@ -1,0 +1,170 @@
+"""FROZEN COPY of src/ipg/attribution/path.py at commit 46febee (before issue 16, item 2),
+for the side-by-side bench only (ipg.bench.legacy); never edit, never import from the engine.
+
+The integration path of Eq. 2 as forward hooks, with the IG sum reduced inside the hooks.
+
+At path point alpha every hooked activation a of a selected layer is replaced by
+
+    a_alpha = a' + alpha * (a - a')            (at the interpolated positions; a elsewhere)
+
+- joint: a is the activation recorded on the unmodified forward (`record`), so every
+  selected layer is clamped to its own path, independently of the layers before it.
+- onthefly: a is the activation of the current (already modified) forward, so later layers
+  see the earlier layers' scaling; the gradient flows through them.
+A gradient tap on a_alpha (attribution/tap.py: no .grad is stored) receives g = dPhi/da_alpha during backward and adds
+(a - a') * g, summed over batch, positions and unit_dim, to a per-layer [units] accumulator.
+Path points may share one batch (rows of different alpha); the quadrature weight is put in
+the objective, so the accumulator holds sum_k w_k (a - a') * g_k = IPG (Eq. 2).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Literal
+
+import torch
+from torch import Tensor
+
+from ipg.bench.legacy.surrogate import wide
+from ipg.attribution.tap import tap
+from ipg.components import Granularity, edit_activations
+
+Mode = Literal["joint", "onthefly"]
+
+
+class PathHooks:
+    """Baselines a', recorded activations and the IG accumulators for a set of layers."""
+
+    def __init__(self, gran: Granularity, layers: list[int], base: dict[int, Tensor]) -> None:
+        self.gran, self.layers, self.base = gran, layers, base  # base[l]: a' [units, unit_dim]
+        self.recorded: dict[int, Tensor] = {}  # hooked x on the unmodified forward [G, pos, ...]
+        self.acc: dict[int, Tensor] = {}  # [units] float32 (float64 for a float64 model)
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the accumulators (one prompt)."""
+        self.acc = {l: wide(torch.zeros(self.base[l].shape[0], dtype=self.base[l].dtype,
+                                        device=self.base[l].device)) for l in self.layers}
+
+    @contextmanager
+    def record(self) -> Iterator[None]:
+        """Store every selected layer's hooked tensor (detached) on an unmodified forward."""
+        self.recorded = {}
+
+        def make(layer: int):
+            def fn(x: Tensor) -> None:
+                self.recorded[layer] = x.detach()
+            return fn
+
+        with edit_activations(self.gran, {l: make(l) for l in self.layers}):
+            yield
+
+    @contextmanager
+    def interpolate(
+        self,
+        alpha: Tensor | float,
+        mask: Tensor | None,
+        mode: Mode,
+        grad: bool,
+        layers: list[int] | None = None,
+    ) -> Iterator[None]:
+        """Replace a by a' + alpha (a - a') on `layers` (default all) during the block.
+
+        alpha [b] per row (or one float); mask [b, pos] or [b0, pos] repeated over the batch
+        (b = k * b0, e.g. the G rows of k path points) (1 where the activation is
+        interpolated; None: everywhere, e.g. during generation); grad=True registers the
+        accumulating tensor hooks (call backward inside the block or after).
+        """
+        layers = self.layers if layers is None else layers
+        # joint mode with a reshape-only write never reads x's values (a comes from the
+        # recording): the module computing x (for neurons, the MLP's gate and up) is skipped
+        skip = mode == "joint" and type(self.gran).write is Granularity.write
+        with edit_activations(self.gran, {l: self._hook(l, alpha, mask, mode, grad) for l in layers},
+                              skip_producer=skip):
+            yield
+
+    def _hook(self, layer: int, alpha: Tensor | float, mask: Tensor | None, mode: Mode, grad: bool):
+        gran = self.gran
+        # joint mode with a reshape-only write: a and (a - a') come from the recorded forward,
+        # so they are computed once per prompt (G rows, cached) and broadcast over the path
+        # points of every batch; x itself is only needed for its shape.
+        fast = mode == "joint" and type(gran).write is Granularity.write
+
+        def fn(x: Tensor) -> Tensor:
+            if fast and (mask is None or mask.shape[0] == self.recorded[layer].shape[0]):
+                return self._joint_path(layer, x, alpha, mask, grad)
+            if mode == "joint":
+                rec = self.recorded[layer]  # [G, pos, ...]
+                reps = x.shape[0] // rec.shape[0]
+                x = rec.repeat(reps, *([1] * (rec.ndim - 1))) if reps > 1 else rec
+            a = gran.read(layer, x)  # [b, pos, units, unit_dim]
+            if mode == "joint":
+                a = a.detach()
+            a4 = alpha.to(a.dtype).view(-1, 1, 1, 1) if isinstance(alpha, Tensor) else alpha
+            diff = a - self.base[layer].to(a.dtype)  # (a - a') at interpolated positions
+            if mask is not None:
+                m = _rows(mask, a.shape[0])
+                diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)  # mask [b, pos, 1, 1]
+            a_path = a - (1 - a4) * diff  # a' + alpha (a - a') there, a elsewhere
+            if grad:
+                if mode == "joint":
+                    a_path = a_path.detach()
+                d = diff.detach()
+                a_path = tap(a_path, lambda g, l=layer, d=d: self._accumulate(l, d, g))
+            return gran.write(layer, x, a_path, a)
+
+        return fn
+
+    def _joint_diff(self, layer: int, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(a, (a - a') * mask) [G, pos, units, unit_dim] from the recorded forward, float32
+        (float64 for a float64 model) even under bf16 autocast.
+
+        Only the recording itself is kept for the whole prompt (in the model's activation
+        dtype); a and the difference are rebuilt per chunk (forward) and per backward: a few
+        elementwise passes over G rows instead of two more activation-sized tensors per layer
+        held for the whole prompt."""
+        a = wide(self.gran.read(layer, self.recorded[layer]).detach())
+        diff = a - self.base[layer].to(a.dtype)
+        if mask is not None:
+            m = _rows(mask, a.shape[0])
+            diff = diff * m.to(a.dtype).view(*m.shape, 1, 1)
+        return a, diff
+
+    def _joint_path(self, layer: int, x: Tensor, alpha: Tensor | float, mask: Tensor | None,
+                    grad: bool) -> Tensor:
+        """The joint-mode path tensor for x [b = reps * G, pos, ...]: same values as the
+        generic route (a - (1 - alpha) * diff on the recorded a), without repeating a."""
+        a, diff = self._joint_diff(layer, mask)
+        g_rows = a.shape[0]
+        reps = x.shape[0] // g_rows
+        if isinstance(alpha, Tensor):
+            a5 = alpha.to(a.dtype).view(reps, g_rows, 1, 1, 1)
+            a_path = (a - (1 - a5) * diff).reshape(x.shape[0], *a.shape[1:])  # [b, pos, units, dim]
+        else:
+            a_path = a - (1 - alpha) * diff
+            if reps > 1:
+                a_path = a_path.repeat(reps, *([1] * (a.ndim - 1)))
+        del a, diff
+        if grad:  # a and diff carry no graph: the tap makes a_path part of the backward
+            a_path = tap(a_path, lambda g, l=layer: self._accumulate_joint(l, mask, reps, g))
+        return a_path.reshape(x.shape).to(x.dtype)
+
+    def _accumulate_joint(self, layer: int, mask: Tensor | None, reps: int, g: Tensor) -> None:
+        # diff [G, ...] is shared by the reps path points of the batch: sum over them in one go
+        acc = self.acc[layer]
+        diff = self._joint_diff(layer, mask)[1].to(acc.dtype)
+        g5 = g.to(acc.dtype).view(reps, *diff.shape)
+        self.acc[layer] = acc + (g5 * diff).sum(dim=(0, 1, 2, 4))
+
+    def _accumulate(self, layer: int, diff: Tensor, g: Tensor) -> None:
+        # (a - a') * dPhi/da_alpha summed over batch, positions and unit_dim -> [units]
+        acc = self.acc[layer]
+        self.acc[layer] = acc + (diff.to(acc.dtype) * g.to(acc.dtype)).sum(dim=(0, 1, 3))
+
+    def scores(self) -> Tensor:
+        """The accumulated IPG of every unit, layers concatenated in order: [n_units]."""
+        return torch.cat([self.acc[l] for l in self.layers])
+
+
+def _rows(mask: Tensor, b: int) -> Tensor:
+    """mask [b0, pos] repeated over the batch to [b, pos] (b = k * b0: path points share it)."""
+    return mask if mask.shape[0] == b else mask.repeat(b // mask.shape[0], 1)
