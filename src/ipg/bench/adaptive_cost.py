@@ -23,7 +23,8 @@ import torch
 
 from ipg import config as cfgmod
 from ipg.attribution.ipg import IPGConfig, attribute
-from ipg.sensitivity import first_samples, split_params
+from ipg.job_params import SAMPLES_KEY
+from ipg.sensitivity import first_samples
 
 
 def jobs(config: dict[str, Any], models: set[str]) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -106,7 +107,8 @@ def main() -> None:
         if gran == "sae":
             from ipg.sae import load_sae
             sae = [load_sae(d) for d in sae_dirs[model_name]]
-        ipg, g = split_params(params)
+        ipg = {k: v for k, v in params.items() if k != SAMPLES_KEY}  # IPG keys; G apart
+        g = params.get(SAMPLES_KEY)
         table = tables[model_name] if g is None else first_samples(tables[model_name], g)
         adaptive, t_adapt = _run(model, table, gran, {**ipg, "quadrature": "adaptive",
                                                       "tol": a.tol, "m_max": a.m_max}, sae)

@@ -23,7 +23,8 @@ from ipg.attribution import offpolicy
 from ipg.attribution.ipg import IPGConfig, attribute
 from ipg.attribution.quadrature import adaptive_integrate
 from ipg.bench.adaptive_cost import jobs
-from ipg.sensitivity import first_samples, split_params
+from ipg.job_params import SAMPLES_KEY
+from ipg.sensitivity import first_samples
 
 TOLS = (0.003, 0.01, 0.02, 0.03, 0.05)
 
@@ -109,7 +110,8 @@ def main() -> None:
         if gran == "sae":
             from ipg.sae import load_sae
             sae = [load_sae(d) for d in sae_dirs[model_name]]
-        ipg, g = split_params(params)
+        ipg = {k: v for k, v in params.items() if k != SAMPLES_KEY}  # IPG keys; G apart
+        g = params.get(SAMPLES_KEY)
         table = tables[model_name] if g is None else first_samples(tables[model_name], g)
         calls = capture(model, table, gran, ipg, sae, a.m_max)
         m = IPGConfig(**ipg).m
