@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import torch
 
-from ipg.attribution.ipg import IPGConfig, attribute
 from ipg.attribution.methods import CHUNKED, parse_method, run_parsed
 from ipg.attribution.table import write_attribution
 from ipg.checkpoint import ChunkStore, fingerprint

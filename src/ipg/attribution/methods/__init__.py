@@ -25,7 +25,6 @@ import pkgutil
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from ipg.attribution.baseline_config import KEYS, BaselineConfig  # noqa: F401 - public here too
 from ipg.errors import IPGError
 from ipg.registry import Registry
 
