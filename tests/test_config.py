@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipg.config import load_config, load_schema, models_in_study, sampling_for, validate_config
+from ipg.config import load_config, models_in_study, sampling_for, validate_config
+from ipg.config_schema import load_schema
 from ipg.errors import IPGError
 
 ROOT = Path(__file__).resolve().parents[1]

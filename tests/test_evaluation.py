@@ -10,8 +10,10 @@ import torch
 
 from ipg.errors import IPGError
 from ipg.evaluation import (
-    ROW_COLUMNS, deletion_curve, entropy_matched, evaluate_steering, jaccard_table, run_steering,
-    selected_sets, summarize, temperature_control, transfer,
+    deletion_curve, evaluate_steering, run_steering, temperature_control, transfer,
+)
+from ipg.evaluation_summary import (
+    ROW_COLUMNS, entropy_matched, jaccard_table, selected_sets, summarize,
 )
 from ipg.job_params import SteeringConfig
 from ipg.sampling import SamplingConfig
@@ -417,7 +419,7 @@ def test_run_steering_bootstraps_prompts_and_seeds_with_several_seeds(tiny_qwen2
                                                                       prompts, scores) -> None:
     """With >= 2 sampling seeds the CIs come from the hierarchical bootstrap (prompts, then
     seeds within each prompt), not from prompts alone."""
-    from ipg.evaluation import summarize
+    from ipg.evaluation_summary import summarize
 
     write_inputs(tmp_path, prompts, scores)
     params = dict(ks=[3], gammas=[0.0], selections=["signed"], seeds=[0, 1], samples_per_prompt=2,

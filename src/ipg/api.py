@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
     from ipg.attribution.table import Attribution
 
-Reward = "str | Callable[[pd.Series], float]"
-
 
 def sample(model: Any, tokenizer: Any, prompts: Sequence[str], n_samples: int = 4, *,
            max_new_tokens: int = 64, temperature: float = 1.0, seed: int = 0, chat: bool = False,
@@ -78,7 +76,8 @@ def attribute(model: Any, trajectories: pd.DataFrame, granularity: str = "neuron
     callable row -> float applied to each trajectory row (it is recorded in metrics["reward"]).
     params: the method's settings (for ipg: IPGConfig keys such as m, baseline, layers,
     max_residual)."""
-    from ipg.attribution.methods import KEYS, run_attribution
+    from ipg.attribution.baseline_config import KEYS
+    from ipg.attribution.methods import run_attribution
 
     frame, name = trajectories, reward
     if callable(reward):

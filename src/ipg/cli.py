@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ipg.cli_tools import TOOL_COMMANDS, cmd_bench, cmd_check, cmd_ui  # noqa: F401 - re-exported
+from ipg.cli_tools import TOOL_COMMANDS
 from ipg.errors import IPGError
 from ipg.scripting import set_offline_env
 

@@ -25,12 +25,8 @@ from typing import Any
 
 import jsonschema
 
-from ipg.config_schema import (  # noqa: F401 - SCHEMA_PATH, load_schema: public here too
-    SCHEMA_PATH, load_schema, load_yaml_strict, normalise_config, one_line,
-)
+from ipg.config_schema import load_schema, load_yaml_strict, normalise_config, one_line
 from ipg.errors import IPGError
-
-GRANULARITY_NAMES = ("neurons", "heads", "layers", "sae")
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:

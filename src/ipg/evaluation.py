@@ -17,7 +17,7 @@ On the held-out prompts, sampled at the trajectories' temperature (never greedy)
 - `transfer` (a set selected on one model steering another of the same architecture),
   `run_steering` (the Snakemake entry point).
 - `summarize`, `entropy_matched`, `selected_sets`, `jaccard_table` live in
-  ipg.evaluation_summary (no model needed) and are re-exported here.
+  ipg.evaluation_summary (no model needed).
 
 Rows (`ROW_COLUMNS`, one per condition x seed x prompt): condition, selection ("none" for
 the baseline, "temperature" for the control, "deletion" / "mean_ablation" for the extra
@@ -38,9 +38,8 @@ import pandas as pd
 
 from ipg.errors import IPGError
 from ipg.intervention import check_transfer, steer
-from ipg.evaluation_summary import (  # noqa: F401 - re-exported: ipg.evaluation's public names
-    BASELINE, CONDITION_KEYS, METRICS, ROW_COLUMNS, _scores, entropy_matched, jaccard_table,
-    selected_sets, summarize,
+from ipg.evaluation_summary import (
+    BASELINE, METRICS, ROW_COLUMNS, _scores, entropy_matched, summarize,
 )
 from ipg.job_params import SteeringConfig
 from ipg.sampling import SamplingConfig

@@ -25,8 +25,6 @@ from ipg.statistics import bootstrap_ci, expected_random_jaccard, jaccard
 ROW_COLUMNS = ["condition", "selection", "k", "gamma", "mode", "temperature", "seed",
                "prompt_id", "accuracy", "length", "entropy", "truncated", "n_units", "n_samples"]
 METRICS = ("accuracy", "length", "entropy", "truncated")
-CONDITION_KEYS = ("condition", "selection", "k", "gamma", "mode", "temperature", "n_units",
-                  "n_samples")
 BASELINE = "none"
 PROPORTIONS = ("accuracy", "truncated")  # in [0, 1]: no zero-width CI (ipg.statistics)
 

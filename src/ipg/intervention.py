@@ -184,8 +184,6 @@ def trajectory_means(
     as the attribution methods read it (ipg.components; the same mean as IPG's baseline
     'mean' with positions 'all'). One unmodified forward per prompt (its G samples as one
     batch); unit -> [unit_dim] float64."""
-    import torch
-
     from ipg.attribution.reference import activation_stats
     from ipg.attribution.surrogate import build_batch
 

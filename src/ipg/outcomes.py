@@ -11,8 +11,6 @@ from typing import Sequence
 
 from ipg.tasks.base import Task
 
-REWARDS = ("accuracy", "length")
-
 
 def accuracy_reward(task: Task, pred: str | None, gold: str) -> float:
     return 1.0 if pred is not None and task.grade(pred, gold) else 0.0
@@ -21,11 +19,3 @@ def accuracy_reward(task: Task, pred: str | None, gold: str) -> float:
 def length_reward(gen_ids: Sequence[int], truncated: bool) -> float:
     return float(len(gen_ids) - (0 if truncated else 1))
 
-
-def reward_column(reward: str) -> str:
-    """The trajectory-table column that holds a reward."""
-    from ipg.errors import IPGError
-
-    if reward not in REWARDS:
-        raise IPGError(f"unknown reward '{reward}'; allowed: {', '.join(REWARDS)}")
-    return f"reward_{reward}"

@@ -8,9 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ipg.attribution.ipg import (
-    IPGConfig, attribute, read_attribution, select_units, write_attribution,
-)
+from ipg.attribution.ipg import IPGConfig, attribute
+from ipg.attribution.table import read_attribution, select_units, write_attribution
 from ipg.errors import IPGError
 from tiny_models import ToySAE, sample_table
 

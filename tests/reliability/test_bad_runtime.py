@@ -128,7 +128,8 @@ def test_bad_runtime_input_fails_with_one_clear_line(name: str, tmp_path: Path, 
 def test_all_rewards_equal_gives_labelled_empty_result(tiny_qwen2, tmp_path: Path) -> None:
     import numpy as np
 
-    from ipg.attribution.ipg import IPGConfig, attribute, read_attribution, write_attribution
+    from ipg.attribution.ipg import IPGConfig, attribute
+    from ipg.attribution.table import read_attribution, write_attribution
 
     model, _ = tiny_qwen2
     table = trajectory_table(rewards=[1.0, 1.0, 1.0]).drop(columns=["logprob"])

@@ -63,7 +63,8 @@ def _table(model, tokenizer):
 
 
 def test_attribution_twice_is_bitwise_identical(tiny_qwen2, tmp_path: Path) -> None:
-    from ipg.attribution.ipg import IPGConfig, attribute, write_attribution
+    from ipg.attribution.ipg import IPGConfig, attribute
+    from ipg.attribution.table import write_attribution
 
     model, tokenizer = tiny_qwen2
     table = _table(model, tokenizer)

@@ -314,8 +314,3 @@ def random_scores(model: nn.Module, trajectories: pd.DataFrame, granularity: str
     n_units = len(gran.unit_ids(layers))
     per_prompt = np.random.default_rng(int(cfg.seed)).standard_normal((len(prompt_ids), n_units))
     return _finish(gran, layers, prompt_ids, per_prompt, "random", cfg, start, len(trajectories))
-
-
-BASELINES: dict[str, Callable[..., Attribution]] = {
-    "act": act, "freq": freq, "gxa": gxa, "contrastive": contrastive, "random": random_scores,
-}

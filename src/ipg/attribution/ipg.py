@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ipg.attribution.completeness import check_bound, check_finite, completeness
 from ipg.attribution.execution import autocast, checkpointed
 # IPGConfig lives in the torch-free ipg_config: config checks at DAG-build time build it
-from ipg.attribution.ipg_config import _CHOICES, IPGConfig  # noqa: F401 - re-exported
+from ipg.attribution.ipg_config import IPGConfig
 from ipg.attribution.offpolicy import AdaptiveRule, FixedRule, Rule, offpolicy_prompt
 from ipg.attribution.path import PathHooks
 from ipg.attribution.quadrature import ADAPTIVE, nodes_weights
@@ -39,9 +39,7 @@ from ipg.attribution.reference import activation_stats, reference_activations
 from ipg.attribution.surrogate import (
     PromptPrefix, TeacherBatch, build_batch, encode_prompt, sequence_logprobs, surrogate,
 )
-from ipg.attribution.table import (  # noqa: F401  (re-exported for callers of this module)
-    Attribution, make_attribution, read_attribution, select_units, write_attribution,
-)
+from ipg.attribution.table import Attribution, make_attribution
 from ipg.checkpoint import ChunkStore, run_chunks
 from ipg.components import get_granularity
 from ipg.errors import IPGError

@@ -14,19 +14,15 @@ sqlite allows one writer at a time: nothing here is meant to run in parallel job
 """
 from __future__ import annotations
 
-from ipg.tracking.content import steering_outcomes
+from ipg.tracking.content import KEY_MAX, PARAM_VALUE_MAX, flatten_params, split_metrics, steering_outcomes
 from ipg.tracking.ingestion import (
-    KEY_MAX,
     LEVEL_TAG,
-    PARAM_VALUE_MAX,
     RUN_KEY_TAG,
     SOURCE_HASH_TAG,
-    flatten_params,
     ingest,
     ingest_to_file,
     init_to_file,
     run_identity,
-    split_metrics,
 )
 from ipg.tracking.server import UIServer, port_is_free, runs_url, ui
 from ipg.tracking.store import (

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ipg.errors import IPGError
-from ipg.tracking.content import (  # noqa: F401 - KEY_MAX, PARAM_VALUE_MAX: re-exported
-    KEY_MAX, PARAM_VALUE_MAX, STEERING_COLUMNS, figure_stage, flatten_params, run_times,
+from ipg.tracking.content import (
+    STEERING_COLUMNS, figure_stage, flatten_params, run_times,
     split_metrics, steering_outcomes)
 from ipg.tracking.store import EXPERIMENT, LOCK_TIMEOUT_S, _client, _store_errors, init_store
 from ipg.tracking.views import save_views

@@ -8,7 +8,7 @@
 
 Adding a method is one module here (or one named in $IPG_PLUGIN_MODULES, comma-separated
 importable module names) that calls `METHODS.add(kind, Method(...))`: its kind then appears in
-the registry, in the config schema's `kind` enum with its keys (ipg.config.study_schema) and
+the registry, in the config schema's `kind` enum with its keys (ipg.config_checks.study_schema) and
 in the planned DAG. A plug-in module imports torch / pandas inside its functions, so that
 listing the kinds and checking a config at DAG-build time stay light.
 
@@ -27,7 +27,6 @@ import pkgutil
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from ipg.attribution.baseline_config import KEYS, BaselineConfig  # noqa: F401 - public here too
 from ipg.errors import IPGError
 from ipg.registry import Registry
 
