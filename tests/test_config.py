@@ -225,8 +225,8 @@ def test_check_config_reports_a_nested_typo_in_one_line(tmp_path) -> None:
     assert out.stderr.strip().splitlines() == [
         f"ipg: error: {path}: config error at attribution.methods.ipg_length: unknown key(s) 'mm'; "
         "allowed keys: advantage, autocast, baseline, checkpoint_layers, chunk, eps, kind, layers, m, "
-        "max_residual, multilayer, pad_id, path, pos_chunk, positions, quadrature, reward, seed, "
-        "share_prompt_cache, temperature, traj_chunk"]
+        "m_max, max_residual, multilayer, pad_id, path, pos_chunk, positions, quadrature, reward, "
+        "seed, share_prompt_cache, temperature, tol, traj_chunk"]
 
 
 def test_exploratory_switch_and_control_selections():

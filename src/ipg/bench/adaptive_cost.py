@@ -65,6 +65,25 @@ def _fixed_points(ipg: dict[str, Any], adaptive_metrics: dict[str, Any]) -> int:
     return cfg.m * passes * n
 
 
+def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
+                                                 dict[str, pd.DataFrame], dict[str, list[str]]]:
+    """The benches' inputs from their shared options: the validated config, model folders
+    (name=dir), trajectory tables (name=parquet; the first --prompts prompts) and SAE folders."""
+    from ipg.trajectories import read_trajectories
+
+    config = cfgmod.validate_config(cfgmod.load_config(a.config))
+    model_dirs = dict(s.split("=", 1) for s in a.models)
+    tables = {k: read_trajectories(v) for k, v in (s.split("=", 1) for s in a.trajectories)}
+    if a.prompts:
+        tables = {k: t[t["prompt_id"].isin(t["prompt_id"].drop_duplicates()[: a.prompts])]
+                  for k, t in tables.items()}
+    sae_dirs: dict[str, list[str]] = {}
+    for s in a.sae:
+        k, v = s.split("=", 1)
+        sae_dirs.setdefault(k, []).append(v)
+    return config, model_dirs, tables, sae_dirs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="config/default.yaml")
@@ -84,18 +103,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     from ipg.models.load import load_model
-    from ipg.trajectories import read_trajectories
-
-    config = cfgmod.validate_config(cfgmod.load_config(a.config))
-    model_dirs = dict(s.split("=", 1) for s in a.models)
-    tables = {k: read_trajectories(v) for k, v in (s.split("=", 1) for s in a.trajectories)}
-    if a.prompts:
-        tables = {k: t[t["prompt_id"].isin(t["prompt_id"].drop_duplicates()[: a.prompts])]
-                  for k, t in tables.items()}
-    sae_dirs: dict[str, list[str]] = {}
-    for s in a.sae:
-        k, v = s.split("=", 1)
-        sae_dirs.setdefault(k, []).append(v)
+    config, model_dirs, tables, sae_dirs = load_inputs(a)
     rows = []
     for name, model_name, gran, params in jobs(config, set(model_dirs)):
         if a.only and name not in a.only:

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ipg import config as cfgmod
 from ipg.attribution import offpolicy
 from ipg.attribution.ipg import IPGConfig, attribute
 from ipg.attribution.quadrature import adaptive_integrate
-from ipg.bench.adaptive_cost import jobs
+from ipg.bench.adaptive_cost import jobs, load_inputs
 from ipg.job_params import SAMPLES_KEY
 from ipg.sensitivity import first_samples
 
@@ -89,18 +88,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     from ipg.models.load import load_model
-    from ipg.trajectories import read_trajectories
-
-    config = cfgmod.validate_config(cfgmod.load_config(a.config))
-    model_dirs = dict(s.split("=", 1) for s in a.models)
-    tables = {k: read_trajectories(v) for k, v in (s.split("=", 1) for s in a.trajectories)}
-    if a.prompts:
-        tables = {k: t[t["prompt_id"].isin(t["prompt_id"].drop_duplicates()[: a.prompts])]
-                  for k, t in tables.items()}
-    sae_dirs: dict[str, list[str]] = {}
-    for s in a.sae:
-        k, v = s.split("=", 1)
-        sae_dirs.setdefault(k, []).append(v)
+    config, model_dirs, tables, sae_dirs = load_inputs(a)
     rows = []
     for name, model_name, gran, params in jobs(config, set(model_dirs)):
         if gran == "sae" and model_name not in sae_dirs:
