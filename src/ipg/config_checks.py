@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ipg.config_schema import STEERING_GLOBAL_ONLY as STEERING_OVERRIDE_SKIP  # global only
+from ipg.config_schema import STEERING_GLOBAL_ONLY
 from ipg.errors import IPGError
 from ipg.job_params import GROUP_ADVANTAGES, SAMPLES_KEY
 
@@ -60,7 +60,7 @@ def study_schema(schema: dict[str, Any]) -> dict[str, Any]:
     study["attribution"].update(_keys_schema(ipg_keys))
     steering = props["steering"]["properties"]
     study["steering"].update({"additionalProperties": False, "properties": _strip_defaults(
-        {k: v for k, v in steering.items() if k not in STEERING_OVERRIDE_SKIP})})
+        {k: v for k, v in steering.items() if k not in STEERING_GLOBAL_ONLY})})
     sens = props["sensitivity"]["properties"]
     sens["base"].update(_keys_schema(ipg_keys))
     sens["variants"]["additionalProperties"] = _keys_schema((*ipg_keys, SAMPLES_KEY))
