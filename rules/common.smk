@@ -11,6 +11,7 @@ Parameter dicts are returned with sorted keys: Snakemake's params rerun trigger 
 them by their serialisation, so key order alone must never trigger a rerun.
 """
 import os
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 

@@ -10,7 +10,7 @@ import torch
 
 from ipg.errors import IPGError
 from ipg.evaluation import (
-    deletion_curve, evaluate_steering, run_steering, temperature_control, transfer,
+    deletion_curve, evaluate_steering, run_steering, run_unsteered, temperature_control, transfer,
 )
 from ipg.evaluation_summary import (
     ROW_COLUMNS, entropy_matched, jaccard_table, selected_sets, summarize,
@@ -218,6 +218,37 @@ def test_run_steering_writes_rows_summary_and_config(tiny_qwen2_dir, tmp_path, p
         SteeringConfig.from_dict({"gama": 2})
     with pytest.raises(IPGError, match="takes a SteeringConfig"):  # a dict is parsed before, once
         run_steering(str(tiny_qwen2_dir), "x", "y", TASK, True, params, "o", "s")
+
+
+def test_unsteered_rows_sampled_once_equal_the_jobs_own(tiny_qwen2_dir, tmp_path, prompts,
+                                                        scores) -> None:
+    """run_unsteered's rows (baseline at each seed + temperature control) read by run_steering
+    equal what the job samples itself, bitwise; with other settings the job samples them."""
+    write_inputs(tmp_path, prompts, scores, attribution_split=True)
+    params = dict(ks=[3], gammas=[2.0], selections=["signed"], seeds=[0, 1], samples_per_prompt=2,
+                  n_prompts=2, temperature=1.0, max_new_tokens=6, prompts_per_batch=2,
+                  control_temperatures=[0.5])
+    cfg = SteeringConfig.from_dict(params)
+    shared = tmp_path / "unsteered.parquet"
+    run_unsteered(str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"), TASK, True, cfg,
+                  str(shared), str(tmp_path / "unsteered.json"))
+    assert len(pd.read_parquet(shared)) == 2 * 2 * 2  # (baseline, T=0.5) x seeds x prompts
+
+    def steer(name: str, settings: SteeringConfig, unsteered) -> pd.DataFrame:
+        out = tmp_path / name / "rows.parquet"
+        run_steering(str(tiny_qwen2_dir), str(tmp_path / "prep.parquet"),
+                     str(tmp_path / "att.parquet"), TASK, True, settings, str(out),
+                     str(tmp_path / name / "summary.csv"), unsteered_path=unsteered)
+        return pd.read_parquet(out), json.loads(out.with_suffix(".json").read_text())
+
+    own, own_meta = steer("own", cfg, None)
+    reused, meta = steer("reused", cfg, str(shared))
+    pd.testing.assert_frame_equal(own, reused)
+    assert meta["unsteered_calls_reused"] == 4  # 2 seeds x (T=1, T=0.5)
+    assert meta["sampler_calls"] == own_meta["sampler_calls"] - 4 == 2
+    other = SteeringConfig.from_dict({**params, "max_new_tokens": 5})  # not what was shared
+    _, meta = steer("other", other, str(shared))
+    assert meta["unsteered_calls_reused"] == 0 and meta["sampler_calls"] == 6
 
 
 def test_cli_evaluate(tiny_qwen2_dir, tmp_path, prompts, scores, capsys) -> None:

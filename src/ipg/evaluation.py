@@ -41,7 +41,7 @@ from ipg.intervention import check_transfer, steer
 from ipg.evaluation_summary import (
     BASELINE, METRICS, ROW_COLUMNS, _scores, entropy_matched, summarize,
 )
-from ipg.job_params import SteeringConfig
+from ipg.job_params import UNSTEERED_SETTINGS, SteeringConfig
 from ipg.sampling import SamplingConfig
 
 
@@ -252,20 +252,22 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
                  chat: bool, params: SteeringConfig, out_parquet: str, out_summary_csv: str,
                  sae_dirs: Sequence[str] = (), metrics_path: str | None = None,
                  progress: bool = False, trajectories_path: str | None = None,
-                 device: str | None = None) -> pd.DataFrame:
+                 device: str | None = None, unsteered_path: str | None = None) -> pd.DataFrame:
     """Load the model once, steer it on the held-out split with the attribution table's units
     (gamma grid, deletion curve, mean ablation, temperature control), and write the rows
     (parquet), the summary (csv) and the config + provenance (JSON; default
     `{out_parquet without .parquet}.json`), each atomically. Returns the summary. `params`:
     the typed steering settings (ipg.job_params.SteeringConfig), used as is.
     `trajectories_path` (the steered model's attribution trajectories) gives the units' mean
-    activations for mode 'mean' and mean_ablation. device: None / "auto" =
-    ipg.devices.resolve_device's choice; part of the checkpoint key (no cross-device resume)."""
+    activations for mode 'mean' and mean_ablation. `unsteered_path`: run_unsteered's rows of
+    the same model and task; where its settings equal this job's, the unsteered and
+    temperature-control conditions are read from it instead of sampled again (the same seeds
+    give the same rows). device: None / "auto" = ipg.devices.resolve_device's choice; part of
+    the checkpoint key (no cross-device resume)."""
     from ipg.attribution.table import read_attribution
     from ipg.devices import resolve_device
     from ipg.models.load import load_model
     from ipg.provenance import provenance
-    from ipg.tasks.prepare import read_prepared
     from ipg.trajectories import write_csv_atomic, write_json_atomic, write_table_atomic
 
     if not isinstance(params, SteeringConfig):
@@ -277,9 +279,7 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
         raise IPGError("steering mode 'mean' / mean_ablation need the units' mean activations: "
                        "pass trajectories_path (the model's attribution trajectories)")
     device = resolve_device(device)  # a bad device: one line before reading anything
-    prompts = read_prepared(prepared_path, split="heldout")
-    if p.n_prompts:
-        prompts = prompts.head(p.n_prompts)
+    prompts = _held_out(prepared_path, p)
     scores = read_attribution(attribution_path).scores
     granularity = str(scores["granularity"].iloc[0]) if len(scores) else "neurons"
     method = str(scores["method"].iloc[0]) if len(scores) else "unknown"
@@ -309,6 +309,7 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
          wants_means else [])], task=task, chat=chat, params=p.as_dict(), device=str(device)))
     run = _Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, p.mode,
                   means if p.mode == "mean" else None, progress, store)
+    reused = _reuse_unsteered(run, unsteered_path, p, chat) if unsteered_path else 0
     mean_run = (_Runner(model, tokenizer, task, prompts, chat, G, cfg, sae, "mean", means, progress,
                         store) if p.mean_ablation and p.mode == "scale" else None)
     common = dict(seeds=[int(s) for s in p.seeds], labels=labels, _runner=run)
@@ -335,7 +336,8 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     write_csv_atomic(summary, out_summary_csv)
     base = summary[summary["selection"] == BASELINE]
     metrics = {"n_rows": len(rows), "n_conditions": len(summary), "seconds": seconds,
-               "sampler_calls": len(run.cache) + (len(mean_run.cache) if mean_run else 0),
+               "sampler_calls": len(run.cache) - reused + (len(mean_run.cache) if mean_run else 0),
+               "unsteered_calls_reused": reused,
                "n_prompts": len(prompts),
                "baseline_accuracy": float(base["accuracy"].iloc[0]) if len(base) else None,
                **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
@@ -348,3 +350,93 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     write_json_atomic(metrics, target)
     store.clear()
     return summary
+
+
+# --- the unsteered conditions, sampled once per (model, task) --------------------------------
+
+
+def unsteered_settings(params: SteeringConfig, chat: bool) -> dict[str, Any]:
+    """The settings a job's unsteered rows depend on: reuse needs them equal."""
+    return {**{k: getattr(params, k) for k in UNSTEERED_SETTINGS}, "chat": bool(chat)}
+
+
+def _held_out(prepared_path: str, p: SteeringConfig) -> pd.DataFrame:
+    from ipg.tasks.prepare import read_prepared
+
+    prompts = read_prepared(prepared_path, split="heldout")
+    return prompts.head(p.n_prompts) if p.n_prompts else prompts
+
+
+def run_unsteered(model_dir: str, prepared_path: str, task: str, chat: bool,
+                  params: SteeringConfig, out_parquet: str, metrics_path: str,
+                  progress: bool = False, device: str | None = None) -> pd.DataFrame:
+    """The unsteered model on the held-out split at every seed (selection "none") and at each
+    of `params.control_temperatures` (selection "temperature"), sampled once for every steering
+    job of this model and task (run_steering(unsteered_path=...) reads them). Writes the rows
+    (parquet) and the settings + provenance (JSON), atomically; resumable per seed x temperature
+    (ipg.checkpoint). Returns the rows."""
+    from ipg.checkpoint import ChunkStore, fingerprint
+    from ipg.devices import resolve_device
+    from ipg.models.load import load_model
+    from ipg.provenance import provenance
+    from ipg.trajectories import write_json_atomic, write_table_atomic
+
+    if not isinstance(params, SteeringConfig):
+        raise IPGError(f"run_unsteered takes a SteeringConfig, got {type(params).__name__}")
+    p = params
+    device = resolve_device(device)
+    prompts = _held_out(prepared_path, p)
+    model, tokenizer = load_model(model_dir, device=device)
+    cfg = SamplingConfig(temperature=float(p.temperature), max_new_tokens=p.max_new_tokens,
+                         prompts_per_batch=p.prompts_per_batch)
+    settings = unsteered_settings(p, chat)
+    store = ChunkStore.for_output(out_parquet, fingerprint(
+        [model_dir, prepared_path], task=task, settings=settings,
+        temperatures=list(p.control_temperatures), device=str(device)))
+    run = _Runner(model, tokenizer, task, prompts, chat, p.samples_per_prompt, cfg, None,
+                  "scale", None, progress, store)
+    labels = dict(model=Path(model_dir).name, task=task)
+    start = time.perf_counter()
+    seeds = [int(s) for s in p.seeds]
+    rows = evaluate_unit_sets(model, tokenizer, task, prompts, {}, [], seeds=seeds,
+                              labels=labels, _runner=run)
+    if p.control_temperatures:
+        rows = pd.concat([rows, temperature_control(
+            model, tokenizer, task, prompts, list(p.control_temperatures), seeds=seeds,
+            labels=labels, _runner=run)], ignore_index=True)
+    run.bar.close()
+    write_table_atomic(rows, out_parquet)
+    write_json_atomic({"settings": settings, "control_temperatures": list(p.control_temperatures),
+                       "n_rows": len(rows), "sampler_calls": len(run.cache),
+                       "seconds": time.perf_counter() - start,
+                       **provenance({"model_dir": str(model_dir), "prepared": str(prepared_path),
+                                     "task": task, **settings}),
+                       "device": str(device)}, metrics_path)
+    store.clear()
+    return rows
+
+
+def _reuse_unsteered(run: _Runner, unsteered_path: str, p: SteeringConfig, chat: bool) -> int:
+    """Fill the runner's cache with run_unsteered's conditions when they were sampled with this
+    job's settings on these prompts; returns how many (seed x temperature) calls it saved. A
+    mismatch (say a per-model override) is not an error: the job samples them itself."""
+    import json
+    import logging
+
+    meta = json.loads(Path(unsteered_path).with_suffix(".json").read_text())
+    if meta.get("settings") != unsteered_settings(p, chat):
+        logging.getLogger(__name__).warning(
+            "unsteered rows %s were sampled with other settings (%s vs %s): sampling them here",
+            unsteered_path, meta.get("settings"), unsteered_settings(p, chat))
+        return 0
+    rows = pd.read_parquet(unsteered_path)
+    ids = run.prompts["prompt_id"].to_numpy()
+    reused = 0
+    for (seed, t), group in rows.groupby(["seed", "temperature"], sort=False):
+        if len(group) != len(ids) or set(group["prompt_id"]) != set(ids):
+            return reused  # other prompts: nothing more to reuse
+        per_prompt = group.set_index("prompt_id").reindex(ids)
+        run.cache[(frozenset(), 1.0, int(seed), float(t))] = pd.DataFrame(
+            {"prompt_id": ids, **{m: per_prompt[m].to_numpy(np.float64) for m in METRICS}})
+        reused += 1
+    return reused

@@ -146,6 +146,12 @@ class SteeringConfig:
         return {k: copy.deepcopy(getattr(self, k)) for k in _names(type(self))}
 
 
+# What a steering job's unsteered and temperature-control rows depend on (besides the model,
+# prompts, task and chat): ipg.evaluation.run_unsteered samples them once per model x task.
+UNSTEERED_SETTINGS = ("seeds", "samples_per_prompt", "n_prompts", "prompts_per_batch",
+                      "temperature", "max_new_tokens")
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     """One sensitivity / reliability variant: the IPG entry it runs (a MethodSpec of kind ipg),

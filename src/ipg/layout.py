@@ -23,6 +23,7 @@ TRAJECTORY_METRICS = "{results}/metrics/trajectories.json"
 SAE = "{results}/sae/{model}"
 ATTRIBUTION = "{results}/attribution/{model}/{task}/{granularity}/{method}"  # + .parquet / .json
 INTERVENTION = "{results}/intervention/{model}/{task}/{granularity}/{method}"  # + .parquet/.csv/.json
+UNSTEERED = "{results}/intervention/{model}/{task}/unsteered"  # + .parquet/.json: once per model x task
 TRANSFER = "{results}/transfer/{source}__to__{target}/{task}/{granularity}/{method}"
 SENSITIVITY_VARIANT = "{results}/sensitivity/{model}/{task}/{granularity}/{variant}"
 SENSITIVITY = "{results}/sensitivity/{model}/{task}/{granularity}"  # + .csv / .json

@@ -2,7 +2,8 @@
 
 input: model, data (prepared parquet), attribution (parquet), sae (the SAE root, for the sae
 granularity), trajectories (the model's attribution trajectories, for mode mean /
-mean_ablation); params: chat, steering (an ipg.job_params.SteeringConfig parsed at DAG-build
+mean_ablation), unsteered (the model's unsteered rows, reused where their
+settings match); params: chat, steering (an ipg.job_params.SteeringConfig parsed at DAG-build
 time, used as is), steering_key (its dict: the params rerun trigger's record, not read here);
 output: table (rows parquet), summary (csv), metrics (config + provenance JSON).
 """
@@ -20,6 +21,7 @@ def main(smk):
         params=smk.params.steering, out_parquet=smk.output.table,
         out_summary_csv=smk.output.summary, metrics_path=smk.output.metrics, sae_dirs=dirs,
         trajectories_path=getattr(smk.input, "trajectories", None),
+        unsteered_path=getattr(smk.input, "unsteered", None),
     )
 
 

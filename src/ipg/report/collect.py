@@ -343,7 +343,9 @@ def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = L.BENC
             f"{b}/tracking/ingest_mlflow.tsv"]
     out += [f"{b}/train_sae/{e['model']}.tsv" for e in config["study"] if "sae" in e["granularities"]]
     out += [f"{b}/attribute/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in cfg.attribution_targets(config)]
-    out += [f"{b}/evaluate_steering/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in cfg.steering_targets(config)]
+    steered = cfg.steering_targets(config)
+    out += [f"{b}/evaluate_unsteered/{m}/{t}.tsv" for m, t in sorted({(m, t) for m, t, _, _ in steered})]
+    out += [f"{b}/evaluate_steering/{m}/{t}/{g}/{meth}.tsv" for m, t, g, meth in steered]
     out += [f"{b}/evaluate_transfer/{s}__to__{d}/{t}/{g}/{meth}.tsv"
             for s, d, t, g, meth in cfg.transfer_targets(config)]
     if hasattr(cfg, "sensitivity_targets") and config.get("sensitivity"):
