@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 
 from ipg.attribution.methods import MethodSpec
-from ipg.job_params import SamplingSettings, SteeringConfig, VariantSpec
+from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
 from ipg.models import get_model_spec
 
 # the conda env of every rule that imports torch (config torch_env: cpu | gpu)

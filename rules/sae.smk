@@ -14,7 +14,8 @@ rule train_sae:
     conda:
         TORCH_ENV
     params:
-        sae=lambda w: canonical(config["sae"]),
+        sae=lambda w: SaeSettings.from_dict(config["sae"]),
+        sae_key=lambda w: canonical(config["sae"]),
         seed=config["seed"],
     threads: model_threads
     message:

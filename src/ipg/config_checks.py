@@ -144,9 +144,15 @@ def check_sensitivity_variants(config: dict[str, Any]) -> None:
 
 def check_job_settings(config: dict[str, Any]) -> None:
     """Every model's sampling and every steering evaluation parsed into the typed params its
-    job receives (SamplingSettings, SteeringConfig)."""
+    job receives (SamplingSettings, SteeringConfig, SaeSettings)."""
     from ipg.config import sampling_for, steering_params, steering_targets
-    from ipg.job_params import SamplingSettings, SteeringConfig
+    from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig
+
+    if any("sae" in e["granularities"] for e in config["study"]):
+        try:
+            SaeSettings.from_dict(config.get("sae") or {})
+        except IPGError as err:
+            raise _fail("sae", err) from None
 
     for i, study in enumerate(config["study"]):
         try:

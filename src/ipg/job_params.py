@@ -7,6 +7,7 @@ uses them as is; the CLI builds the same objects from its options.
   entry's overrides; docs/method.md, "Setting").
 - `SteeringConfig`: one steering evaluation (config `steering` resolved for a model, method and
   granularity; docs/method.md, "Eq. 4: control" and "Evaluation").
+- `SaeSettings`: one model's TopK SAEs (config `sae`).
 - `VariantSpec`: one sensitivity / reliability variant: an IPG entry plus G, the samples per
   prompt it reads (docs/method.md, "Eq. 1": LOO and GRPO need G >= 2).
 
@@ -141,6 +142,44 @@ class SteeringConfig:
     def needs_means(self) -> bool:
         """Mode mean or mean ablation: the units' mean activations (the model's trajectories)."""
         return self.mode == "mean" or bool(self.mean_ablation)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(getattr(self, k)) for k in _names(type(self))}
+
+
+@lru_cache(maxsize=1)
+def _sae_defaults() -> dict[str, Any]:
+    from ipg.config_schema import load_schema
+
+    props = load_schema()["properties"]["sae"]["properties"]
+    return {k: v["default"] for k, v in props.items()}
+
+
+@dataclass(frozen=True)
+class SaeSettings:
+    """The TopK SAEs of one model (ipg.sae.run.run_train_sae; docs/method.md, "Granularities"):
+    one per decoder layer of `layers` (None: the middle layer), n_latents latents, k active per
+    token, trained for `epochs` passes. Keys as the schema's `sae` section."""
+    layers: list[int] | None
+    n_latents: int
+    k: int
+    epochs: int
+
+    def __post_init__(self) -> None:
+        for key in ("n_latents", "k", "epochs"):
+            _positive_int(getattr(self, key), key, "sae")
+        if self.k > self.n_latents:
+            raise IPGError(f"sae key 'k' = {self.k} > n_latents = {self.n_latents}: a TopK SAE "
+                           f"keeps at most all its latents; set k <= n_latents")
+        if self.layers is not None and any(isinstance(l, bool) or not isinstance(l, int) or l < 0
+                                           for l in self.layers):
+            raise IPGError(f"sae key 'layers' must be a list of layer indices >= 0 or null, "
+                           f"got {self.layers!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SaeSettings":
+        """The keys given, the others the schema's defaults."""
+        return _from_dict(cls, values, _sae_defaults, "sae")
 
     def as_dict(self) -> dict[str, Any]:
         return {k: copy.deepcopy(getattr(self, k)) for k in _names(type(self))}

@@ -199,6 +199,12 @@ def _(ctx):
     return _validate(cfg), ["sae.layers[0]", "99", "2 layers"], "use a layer in 0..1"
 
 
+@case("config: sae k above its number of latents")
+def _(ctx):
+    cfg = _config(sae={"n_latents": 16, "k": 32}, study=_study(granularities=["sae"]))
+    return _validate(cfg), ["config error at sae", "'k' = 32", "n_latents = 16"], "set k <= n_latents"
+
+
 @case("config: attribution layers beyond the model's depth")
 def _(ctx):
     cfg = _config(attribution={"methods": {"ipg": {"kind": "ipg", "layers": [0, 7]}}})

@@ -23,7 +23,7 @@ from ipg.attribution.methods import METHODS, MethodSpec
 from ipg.config import (
     method_params, sampling_for, sensitivity_params, steering_params, validate_config,
 )
-from ipg.job_params import SamplingSettings, SteeringConfig, VariantSpec
+from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
 
 pytestmark = pytest.mark.workflow
 
@@ -84,7 +84,8 @@ def test_attribute_jobs_get_a_method_spec_with_the_configs_m(planned):
 def test_sampling_steering_and_variant_jobs_get_typed_params(planned):
     config, jobs = planned
     for rule, key in (("sample_trajectories", "sampling"), ("evaluate_steering", "steering"),
-                      ("sensitivity_variant", "ipg")):
+                      ("sensitivity_variant", "ipg"), ("train_sae", "sae"),
+                      ("evaluate_unsteered", "steering")):
         assert jobs[rule], f"config/test.yaml plans no {rule} job"
     for w, params in jobs["sample_trajectories"]:
         settings = params["sampling"]
@@ -96,6 +97,14 @@ def test_sampling_steering_and_variant_jobs_get_typed_params(planned):
         assert isinstance(steering, SteeringConfig)
         assert steering.as_dict() == params["steering_key"] == steering_params(
             config, w["model"], w["method"], w["granularity"])
+    for w, params in jobs["train_sae"]:
+        assert isinstance(params["sae"], SaeSettings)
+        assert params["sae"].as_dict() == params["sae_key"] == {**SaeSettings.from_dict(
+            {}).as_dict(), **config["sae"]}
+    for w, params in jobs["evaluate_unsteered"]:  # only what the unsteered rows depend on
+        steering = params["steering"]
+        assert isinstance(steering, SteeringConfig) and "gammas" not in params["steering_key"]
+        assert {k: getattr(steering, k) for k in params["steering_key"]} == params["steering_key"]
     for w, params in jobs["sensitivity_variant"]:
         variant = params["ipg"]
         assert isinstance(variant, VariantSpec) and isinstance(variant.method.config, IPGConfig)
