@@ -276,11 +276,12 @@ def shows(page, texts: list[str], seconds: float) -> bool:
 def test_browser_sees_steering_outcomes(dash, server):
     """A real headless Chromium (fresh profile: nothing in localStorage) over the MLflow UI.
     The URL `ipg ui` prints opens the runs table (not the GenAI overview) on the saved
-    intervention view, and MLflow's redirects keep `viewStateShareKey`: the steering run is a
-    row (not hidden under its collapsed stage run) whose cells show the steered outcomes under
-    their column headers. Afterwards the bare experiment URL, as a user opens it from the
-    experiment list, lands on the runs table too (the browser now remembers "Model training"),
-    and the steering run's own page shows the outcomes."""
+    intervention view and keeps `viewStateShareKey` (MLflow's redirect of the bare experiment
+    route `#/experiments/<id>` would drop it; this one, on `/runs`, is not redirected): the
+    steering run is a row (not hidden under its collapsed stage run) whose cells show the
+    steered outcomes under their column headers; the steering run's own page shows them too.
+    (The bare experiment route opens MLflow 3.17's GenAI overview in a fresh browser whatever
+    the experiment's kind tag says: README, "MLflow".)"""
     chromium()
     _, uri, _, _, _ = dash
     c = client(uri)
@@ -296,11 +297,6 @@ def test_browser_sees_steering_outcomes(dash, server):
         assert f"viewStateShareKey={tracking.share_key('intervention')}" in page.href()
         assert "workflowType=machine_learning" in page.href()
         assert "No data available for the selected time range" not in page.text()
-
-        page.open(f"{server.url}/#/experiments/{exp}", PAGE_WAIT_S)
-        assert page.wait_for("location.href.includes('/runs')", PAGE_WAIT_S), page.href()
-        assert shows(page, ["ipg-study", "Run Name"], PAGE_WAIT_S), page.text()[-3000:]
-        assert "/overview" not in page.href()
 
         page.open(f"{server.url}/#/experiments/{exp}/runs/{steer.info.run_id}", PAGE_WAIT_S)
         assert shows(page, [keys[0], values[0]], PAGE_WAIT_S), page.text()[-3000:]
