@@ -26,9 +26,12 @@ def node_resources() -> dict[str, int]:
     return {"cpus": int(line[0]), "mem_mb": int(line[1])}
 
 
-def fitted_profile(node: dict[str, int], profile: Path = ROOT / "profiles" / "slurm") -> dict:
+def fitted_profile(node: dict[str, int], profile: Path = ROOT / "profiles" / "slurm",
+                   cores: int | None = None) -> dict:
+    """The profile's config with threads (and `cores`, `jobs`) capped to the node's CPUs, or to
+    `cores` when given (fewer threads a job, e.g. to match a local `--cores N` run)."""
     cfg = yaml.safe_load((profile / "config.yaml").read_text())
-    cpus, mem = node["cpus"], node["mem_mb"] // node["cpus"]
+    cpus, mem = min(node["cpus"], cores or node["cpus"]), node["mem_mb"] // node["cpus"]
     cfg.update({"cores": cpus, "jobs": cpus, "latency-wait": 5,
                 "slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 5,
                 "slurm-keep-successful-logs": True})
@@ -43,7 +46,11 @@ def fitted_profile(node: dict[str, int], profile: Path = ROOT / "profiles" / "sl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the profile folder to write (config.yaml inside)")
+    parser.add_argument("--cores", type=int, default=None,
+                        help="threads a job at most (default: the node's CPUs)")
     args = parser.parse_args(argv)
+    if args.cores is not None and args.cores < 1:
+        parser.error(f"--cores {args.cores}: give a positive number of threads, e.g. --cores 2")
     try:
         node = node_resources()
     except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
@@ -51,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
               "scripts/slurm_single_node.sh first", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.yaml").write_text(yaml.safe_dump(fitted_profile(node), sort_keys=False))
+    cfg = fitted_profile(node, cores=args.cores)
+    (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(f"{args.out}/config.yaml: profiles/slurm for a node of {node['cpus']} CPUs, "
-          f"{node['mem_mb']} MB")
+          f"{node['mem_mb']} MB ({cfg['cores']} threads a job)")
     return 0
 
 

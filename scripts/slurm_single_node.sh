@@ -9,7 +9,8 @@
 # host: all its CPUs and ~90% of its memory) with two partitions, `cpu` (default) and `gpu`
 # (the same node; the partition names profiles/slurm uses), no accounting database
 # (the snakemake slurm executor then queries job status with `squeue`:
-# `--slurm-status-command squeue`; MinJobAge=600 keeps finished jobs visible to squeue), and
+# `--slurm-status-command squeue`; MinJobAge=3600 keeps finished jobs visible to squeue for an
+# hour, as long as a CI-sized study runs), and
 # starts munged, slurmctld and slurmd. Prints `slurm: ready (<sinfo line>)` when a job can run.
 # Environment: SLURM_CONF_DIR (default /etc/slurm), SLURM_NO_INSTALL=1 to skip apt-get.
 set -euo pipefail
@@ -73,7 +74,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 SchedulerType=sched/backfill
 SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd.pid

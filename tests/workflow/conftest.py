@@ -21,6 +21,11 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
 
 
+# finished_study's --cores (torch threads a job); IPG_TEST_CORES=1 runs it on one core of a busy
+# machine. Tests that compare their own runs with it take the same (`study_cores`).
+STUDY_CORES = int(os.environ.get("IPG_TEST_CORES", "2"))
+
+
 def snakemake(workdir: Path, config: Path | None, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the repo's Snakefile in `workdir` (with `--configfile config` unless None)."""
     configfile = ["--configfile", str(config)] if config is not None else []
@@ -60,6 +65,11 @@ def planned_messages():
 
 
 @pytest.fixture(scope="session")
+def study_cores() -> int:
+    return STUDY_CORES
+
+
+@pytest.fixture(scope="session")
 def finished_study(tmp_path_factory):
     """(workdir, config): config/test.yaml run to the end in a temp directory (a few minutes).
 
@@ -69,6 +79,6 @@ def finished_study(tmp_path_factory):
     config = workdir / "test.yaml"
     shutil.copy(ROOT / "config" / "test.yaml", config)
     # minutes on an idle 2-core runner (the organism trains out of band); generous for a busy one
-    result = snakemake(workdir, config, "--cores", "2", timeout=1800)
+    result = snakemake(workdir, config, "--cores", str(STUDY_CORES), timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, config

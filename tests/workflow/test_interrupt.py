@@ -28,7 +28,7 @@ from ipg import layout as L
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # a second full study run: minutes
 
 ROOT = Path(__file__).resolve().parents[2]
-CORES = "2"  # as finished_study: the same torch thread count, so the same floats
+CORES = os.environ.get("IPG_TEST_CORES", "2")  # as finished_study (conftest STUDY_CORES): same floats
 
 
 def _snakemake_cmd(workdir: Path, config: Path) -> list[str]:

@@ -251,3 +251,33 @@ def test_check_profile_cores_that_cap_threads(tmp_path):
     ok = write_profile(tmp_path / "profiles" / "slurm", cluster_profile())
     with pytest.raises(IPGError, match="sets cores: all, which overrides"):
         check_profile(ok, rules_dir=ROOT / "rules")
+
+
+def node_profile_module():
+    """scripts/slurm_node_profile.py (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("slurm_node_profile",
+                                                  ROOT / "scripts" / "slurm_node_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("cores, threads", [(None, 8), (2, 2)])
+def test_node_profile_caps_threads_at_the_node_or_the_given_cores(cores, threads):
+    """A 16-CPU, 64 GB node: the profile's 8 threads a GPU job fit; `--cores 2` caps them (and
+    `cores`, `jobs`) at 2, as tests/workflow/test_slurm.py asks to match a local --cores 2 run.
+    Memory per job is the node's per-CPU share; no GPU is requested from a node without one."""
+    shipped = profile_yaml("slurm")
+    cfg = node_profile_module().fitted_profile({"cpus": 16, "mem_mb": 64000}, cores=cores)
+    assert cfg["cores"] == cfg["jobs"] == (cores or 16)
+    assert set(cfg["set-threads"]) == set(shipped["set-threads"])
+    assert all(t == min(shipped["set-threads"][r], threads) for r, t in cfg["set-threads"].items())
+    assert all(res["mem_mb"] == 64000 // 16 and "gpu" not in res
+               for res in cfg["set-resources"].values())
+    assert cfg["slurm-status-command"] == "squeue"
+
+
+def test_node_profile_refuses_nonpositive_cores(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        node_profile_module().main([str(tmp_path / "p"), "--cores", "0"])
+    assert "--cores 0: give a positive number of threads, e.g. --cores 2" in capsys.readouterr().err

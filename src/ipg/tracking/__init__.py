@@ -8,6 +8,7 @@ study run with nested stage runs and one nested MLflow run per rule output.
                   unchanged runs kept, changed ones replaced)
     server.py     `mlflow ui` on 127.0.0.1 in its own process group (UIServer.stop ends it all)
     views.py      saved views (experiment tags): each stage's runs with its useful columns
+    browser.py    headless Chromium over DevTools, to look at the UI (screenshot, slow test)
 
 The names below are the public interface: `from ipg.tracking import ingest, ui, ...`.
 sqlite allows one writer at a time: nothing here is meant to run in parallel jobs.

@@ -107,8 +107,9 @@ class UIServer:
 def runs_url(base: str, experiment_id: str, view: str | None = DEFAULT_VIEW) -> str:
     """The experiment's runs table in MLflow 3's UI, opened on a stage's saved view (its
     columns; ipg.tracking.views) or, with view=None, on the browser's own columns.
-    `workflowType=machine_learning` picks the "Model training" side: by default MLflow 3 opens
-    every experiment on the GenAI overview (the choice is then kept in localStorage)."""
+    `workflowType=machine_learning` picks the "Model training" side: by default MLflow 3.17
+    opens every experiment on the GenAI overview (only a click on the sidebar switch is kept in
+    localStorage, not the URL's value). On `/runs` no redirect drops `viewStateShareKey`."""
     if view is not None:
         return view_url(base, experiment_id, view)
     return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"

@@ -20,8 +20,9 @@ from ipg.errors import IPGError
 from ipg.tracking.views import SHARED_VIEW_TAG, save_views
 
 EXPERIMENT = "ipg-study"
-# Experiment tags: MLflow 3 opens an experiment by its kind; "custom_model_development" opens
-# the runs table (an untagged one is inferred and may open the empty GenAI overview).
+# Experiment tags: the experiment's kind. MLflow 3.17's UI ignores it while its sidebar's
+# GenAI / Model training switch is on (it is): the switch (default GenAI) picks the landing
+# page, so ipg.tracking.runs_url carries workflowType=machine_learning (README, "MLflow").
 EXPERIMENT_KIND = "custom_model_development"
 EXPERIMENT_NOTE = (
     "Integrated Policy Gradient study. One parent run per study; nested under it one run per "
@@ -144,8 +145,7 @@ def _client(uri: str):
 def init_store(uri: str, experiment: str = EXPERIMENT, timeout: float = LOCK_TIMEOUT_S) -> str:
     """Create the store (if missing) and the experiment (if missing); return the experiment id.
 
-    Idempotent; (re)sets the experiment's kind and note, so the UI opens on the runs table,
-    and saves the stages' views (ipg.tracking.views) where there are none yet.
+    Idempotent; (re)sets the experiment's kind and note, and saves the stages' views (ipg.tracking.views) where there are none yet.
     Run once before any job that touches the store (sqlite has one writer). A remote server
     (non-sqlite URI) keeps its artifacts where it is configured to.
     """

@@ -33,6 +33,10 @@ STEERED_OUTCOMES = ("d_accuracy", "accuracy")  # per condition, in the intervent
 MAX_CONDITIONS = 12  # conditions shown as columns (all of them stay in the run's metrics)
 BASELINE_CONDITION = "none"  # the unsteered condition (its d_accuracy is 0 by definition)
 RUN_NAME = "attributes.`Run Name`"
+# Sorted by run name (model/task/granularity/method), not by date: sorted by its default
+# `attributes.start_time` MLflow 3.17's runs table nests child runs under their (collapsed)
+# parent, so a view of output runs showed only the stage run's row with empty cells.
+ORDER_BY = "tags.`mlflow.runName`"
 
 
 def share_key(stage: str) -> str:
@@ -49,14 +53,14 @@ def steered_metrics(metric_keys: Iterable[str]) -> list[str]:
 
 
 def view_state(stage: str, extra_metrics: Iterable[str] = ()) -> dict:
-    """The runs page's state for one stage: its output runs (not nested under a parent, so no
-    row needs expanding) with the stage's params and metrics as columns."""
+    """The runs page's state for one stage: its output runs, a flat list by run name (ORDER_BY:
+    no row under a collapsed parent), with the stage's params and metrics as columns."""
     params, metrics = COLUMNS[stage]
     columns = ([f"metrics.`{m}`" for m in extra_metrics] + [f"params.`{p}`" for p in params]
                + [f"metrics.`{m}`" for m in metrics])
     widths = {RUN_NAME: 300, **{c: max(110, 7 * len(c) - 70) for c in columns}}
     return {"searchFilter": f"tags.stage = '{stage}' and tags.`ipg.level` = 'output'",
-            "orderByKey": "attributes.start_time", "orderByAsc": False,
+            "orderByKey": ORDER_BY, "orderByAsc": True,
             "selectedColumns": columns, "columnOrder": list(widths), "columnWidths": widths,
             "runListHidden": False, "viewMaximized": False}
 
