@@ -80,7 +80,8 @@ def _texts(fig: Figure, renderer) -> list:
         out += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
     for leg in _legends(fig):
         out += list(leg.texts) + [leg.get_title()]
-    return [t for t in out if t.get_visible() and t.get_text().strip()]
+    unique = {id(t): t for t in out}  # the suptitle is also one of fig.texts
+    return [t for t in unique.values() if t.get_visible() and t.get_text().strip()]
 
 
 def _legends(fig: Figure) -> list:
@@ -354,3 +355,31 @@ def test_large_heatmaps_number_every_cell_legibly_and_clip_nothing(large, name):
     fig = large[name]
     problems = heatmap_cells(fig) + clipped(fig)
     assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} problems)"
+
+
+def test_the_checks_catch_defective_figures():
+    """Each check reports a figure built with its defect: a legend on a line, a title wider
+    than the figure, titles of neighbouring panels that run together, a heat map without
+    numbers, with wrong numbers, and with numbers too big for their cells."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(4, 2.5))
+    x = np.linspace(0, 1, 20)
+    left.plot(x, x, label="a line under its own legend")
+    left.legend(loc="center")
+    left.set_title("a panel title long enough to run into the next one")
+    right.set_title("the next panel's title, also long")
+    fig.suptitle("a figure title far wider than this small figure, so its ends are cut off")
+    assert any("covers" in p and "data points" in p for p in legend_overlaps(fig))
+    assert any("exceeds figure" in p for p in clipped(fig))
+    assert overlapping_titles(fig)
+    plt.close(fig)
+    values = np.array([[0.1, 0.25], [0.5, 0.75]])
+    for annot, kws, word in ((False, {}, "no number"), (values[::-1], {}, "shows"),
+                             (True, {"fontsize": 40}, "overflows")):
+        fig, ax = plt.subplots(figsize=(3, 2.5))
+        sns.heatmap(values, ax=ax, annot=annot, fmt=".2f", annot_kws=kws)
+        problems = heatmap_cells(fig)
+        assert problems and all(word in p for p in problems), problems
+        plt.close(fig)
