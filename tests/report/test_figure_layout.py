@@ -186,7 +186,7 @@ def heatmap_cells(fig: Figure) -> list[str]:
     cell."""
     renderer = _renderer(fig)
     problems = []
-    for ax in fig.axes:
+    for ax in (a for a in fig.axes if getattr(a, "_colorbar", None) is None):  # not colour bars
         for mesh in (c for c in ax.collections if isinstance(c, QuadMesh)):
             values = np.ma.asarray(mesh.get_array())
             coords = mesh.get_coordinates()  # (rows + 1, cols + 1, 2) cell corners, data coords
@@ -325,23 +325,27 @@ def test_the_list_covers_every_report_figure():
     assert set(FIGURES) == set(CAPTIONS)
 
 
+@pytest.mark.slow  # shares the synthetic study's 13 figures: ~40 s of CPU to build and draw
 @pytest.mark.parametrize("name", FIGURES)
 def test_no_text_is_clipped(rendered, name):
     assert not clipped(rendered[name]), "\n".join(clipped(rendered[name]))
 
 
+@pytest.mark.slow  # shares the synthetic study's 13 figures: ~40 s of CPU to build and draw
 @pytest.mark.parametrize("name", FIGURES)
 def test_titles_do_not_run_into_each_other(rendered, name):
     problems = overlapping_titles(rendered[name])
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow  # shares the synthetic study's 13 figures: ~40 s of CPU to build and draw
 @pytest.mark.parametrize("name", FIGURES)
 def test_legends_cover_no_data_and_no_text(rendered, name):
     problems = legend_overlaps(rendered[name])
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow  # shares the synthetic study's 13 figures: ~40 s of CPU to build and draw
 @pytest.mark.parametrize("name", HEATMAPS)
 def test_every_heatmap_cell_shows_its_value(rendered, name):
     fig = rendered[name]
