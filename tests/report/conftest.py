@@ -117,6 +117,11 @@ def _json(path: Path, obj) -> None:
 
 @pytest.fixture
 def synthetic_study(tmp_path) -> Path:
+    return build_synthetic_study(tmp_path)
+
+
+def build_synthetic_study(tmp_path: Path) -> Path:
+    """Write the synthetic study under tmp_path / "study" and return that folder."""
     root = tmp_path / "study"
     res = root / "results"
     _json(res / "metrics" / "trajectories.json",

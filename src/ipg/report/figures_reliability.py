@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ipg.report.plotting import facets, save
+from ipg.report.plotting import facets, legend_below, save
 
 PANELS = [("spearman", "Spearman of the two halves' scores"),
           ("jaccard", "Jaccard of the two halves' top-k")]
@@ -42,7 +42,8 @@ def retest_table(retest: pd.DataFrame) -> pd.DataFrame:
 def reliability_curves(reliability: pd.DataFrame, path: Path, target: float | None = 0.5) -> Path | str:
     """One row of panels per model · task · granularity: split-half Spearman and top-k Jaccard
     against the prompts per half n (log scale), one line per G with its 2.5-97.5 % band over
-    random splits; dotted: chance Jaccard; dashed: the target Jaccard."""
+    random splits; dotted: chance Jaccard; dashed: the target Jaccard. One legend under the
+    panels (the same G lines in every panel)."""
     if reliability.empty:
         return "no reliability curve (results/reliability/*/*/*.csv; config: reliability)"
     frame = reliability.assign(group=reliability["model"] + " · " + reliability["task"] + " · "
@@ -67,5 +68,5 @@ def reliability_curves(reliability: pd.DataFrame, path: Path, target: float | No
         ax.set_ylim(min(0.0, float(sub[f"{column}_lo"].min())), 1.0)
         ax.set_xlabel("attribution prompts per half (n)")
         ax.set_ylabel(label.split(" of ")[0])
-        ax.legend(fontsize=7)
+    legend_below(fig, list(axes.values()))  # under the panels: a legend inside hid the curves
     return save(fig, path, "Retest reliability of IPG vs attribution prompts n and samples G", 0)

@@ -4,6 +4,7 @@ matplotlib runs headless (Agg); every figure is a PNG at DPI, sized for a page w
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -143,11 +144,65 @@ def method_style_legend(fig, colors: dict, styles: dict) -> None:
                bbox_to_anchor=(0.5, 0.0), fontsize=9)
 
 
+PAD_IN = 0.08  # inches of white space kept around the title and under the figure legend
+
+
+def _renderer(fig):
+    """The Agg renderer of a figure (text and legend sizes are measured with it)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    return canvas.get_renderer()
+
+
+def wrap_to_width(text, width_px: float, renderer) -> None:
+    """Re-wrap each line of a Text at word boundaries until the text is at most `width_px`
+    wide (display pixels); a text that fits is left as it is."""
+    if text.get_window_extent(renderer).width <= width_px:
+        return
+    lines = [" ".join(line.split()) for line in text.get_text().split("\n")]
+    chars = max(len(line) for line in lines)
+    while chars > 10 and text.get_window_extent(renderer).width > width_px:
+        chars = int(chars * 0.9)
+        text.set_text("\n".join(textwrap.fill(line, chars, break_long_words=False) for line in lines))
+
+
+def wrap_titles(fig, renderer) -> None:
+    """Wrap every panel title to its panel's width, so neighbouring titles do not run into
+    each other."""
+    for ax in fig.axes:
+        if ax.get_title():
+            wrap_to_width(ax.title, ax.bbox.width, renderer)
+
+
+def fit_legend(legend, width_px: float, renderer) -> None:
+    """Fewer legend columns until the legend is at most `width_px` wide."""
+    ncols = legend._ncols
+    while ncols > 1 and legend.get_window_extent(renderer).width > width_px:
+        ncols -= 1
+        legend.set_ncols(ncols)
+
+
 def save(fig, path: Path, title: str, legend_rows: int = 1) -> Path:
-    fig.suptitle(title, fontsize=12, fontweight="bold")
-    height = fig.get_size_inches()[1]
-    legend = (0.3 + 0.22 * legend_rows) / height if legend_rows else 0.0  # inches -> fraction
-    fig.tight_layout(rect=(0, legend, 1, 1 - 0.45 / height))
+    """Title the figure, lay it out and write it (PNG at DPI). The title is wrapped to the figure
+    width; the space above the panels (title) and under them (figure legends at the bottom,
+    their columns reduced until they fit the width) is measured on the drawn figure, so nothing
+    is clipped and no legend covers a panel; panel titles are wrapped to their panel's width.
+    `legend_rows` is kept for the callers: the legend height is measured, not guessed."""
+    renderer = _renderer(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    pad = PAD_IN * fig.dpi
+    sup = fig.suptitle(title, fontsize=12, fontweight="bold")
+    wrap_to_width(sup, width - 2 * pad, renderer)
+    top = sup.get_window_extent(renderer).height + pad
+    bottom = 0.0
+    for legend in fig.legends:
+        fit_legend(legend, width - 2 * pad, renderer)
+        bottom = max(bottom, legend.get_window_extent(renderer).height + pad)
+    rect = (0, bottom / height, 1, 1 - top / height)
+    fig.tight_layout(rect=rect)
+    wrap_titles(fig, renderer)  # to the panel widths the layout gave, then lay out again
+    fig.tight_layout(rect=rect)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
