@@ -27,14 +27,14 @@ $(STAMP): requirements/requirements.lock requirements/no-deps.txt pyproject.toml
 # PROFILE=profiles/slurm (or kubernetes) runs on a cluster; `ipg check profile` first says in
 # one line if its executor plugin is missing (~0.1 s). profiles/default applies either way.
 PROFILE ?=
-# ipg.preflight: a target after --configfile or a missing config is one line; the lock a killed
+# ipg.workflow.preflight: a target after --configfile or a missing config is one line; the lock a killed
 # (kill -9) run left is removed when no Snakemake runs here, so a plain `make study` resumes.
 study: venv
 	$(BIN)/ipg check profile --profile $(or $(PROFILE),profiles/default)
-	@$(BIN)/python -m ipg.preflight $(SMK_ARGS)
+	@$(BIN)/python -m ipg.workflow.preflight $(SMK_ARGS)
 	$(BIN)/snakemake $(if $(PROFILE),--profile $(PROFILE),--cores $(CORES)) --rerun-incomplete $(SMK_ARGS)
 	@# dvc.lock of the default study's outputs (dvc.yaml): `dvc status` clean, `dvc push` pushes
-	$(if $(SMK_ARGS),@echo "dvc.lock: skipped (SMK_ARGS given; dvc.yaml describes the default study)",$(BIN)/python -m ipg.dvc_lock)
+	$(if $(SMK_ARGS),@echo "dvc.lock: skipped (SMK_ARGS given; dvc.yaml describes the default study)",$(BIN)/python -m ipg.workflow.dvc_lock)
 
 # ruff (pyproject.toml [tool.ruff]) first: a lint error stops before the suite runs.
 test: venv lint
@@ -47,7 +47,7 @@ test-slow: venv
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 dry-run: venv
-	@$(BIN)/python -m ipg.preflight $(SMK_ARGS)
+	@$(BIN)/python -m ipg.workflow.preflight $(SMK_ARGS)
 	$(BIN)/snakemake -n --quiet rules $(SMK_ARGS)
 
 # Browse the runs: MLflow UI on mlflow.db, http://127.0.0.1:$(MLFLOW_PORT) (Ctrl-C stops it).

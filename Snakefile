@@ -15,13 +15,13 @@ for _var, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH", "")) if p)
 
-from ipg.config import (
+from ipg.config.study import (
     attribution_targets, cross_task_k, cross_task_on, cross_task_targets, method_params, model_task_pairs, models_in_study,
     sampling_for, sensitivity_params, sensitivity_targets, sensitivity_variants, steering_params,
     steering_targets, transfer_targets, validate_config,
 )
 from ipg.errors import IPGError
-from ipg import layout as L
+from ipg.workflow import layout as L
 
 # config/default.yaml is the study when no --configfile is given. A --configfile replaces it
 # (missing keys take the schema's defaults): merging it into default.yaml would keep default's
@@ -30,7 +30,7 @@ if not workflow.config_settings.configfiles:
     configfile: os.path.join(workflow.basedir, "config", "default.yaml")
 
 try:
-    from ipg.config import check_config_files
+    from ipg.config.study import check_config_files
 
     check_config_files(list(workflow.config_settings.configfiles)
                        or [os.path.join(workflow.basedir, "config", "default.yaml")])

@@ -1,7 +1,7 @@
 """Helpers shared by the rule files: per-wildcard parameters read from the validated config.
 
 Typed params: a job's method, sampling, steering and sensitivity settings are parsed here, at
-DAG-build time, into the typed objects of ipg.attribution.methods.MethodSpec and ipg.job_params
+DAG-build time, into the typed objects of ipg.attribution.methods.MethodSpec and ipg.config.jobs
 (SamplingSettings, SteeringConfig, VariantSpec); Snakemake pickles them into the job's script,
 which uses them as is. Snakemake's params rerun trigger records builtin values only (a
 dataclass is skipped: snakemake.persistence `_serialize_param`), so each typed param comes with
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 
 from ipg.attribution.methods import MethodSpec
-from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
+from ipg.config.jobs import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
 from ipg.models import get_model_spec
 
 # the conda env of every rule that imports torch (config torch_env: cpu | gpu)
@@ -48,7 +48,7 @@ def model_chat(wildcards):
 
 
 def model_sampling_key(wildcards):
-    """The model's sampling settings (ipg.config.sampling_for) in canonical key order."""
+    """The model's sampling settings (ipg.config.study.sampling_for) in canonical key order."""
     return canonical(sampling_for(config, wildcards.model))
 
 

@@ -25,7 +25,7 @@ rule cross_task:
     benchmark:
         L.BENCHMARKS + "/cross_task/{model}.tsv"
     conda:
-        TORCH_ENV  # ipg.evaluation (selected_sets, jaccard_table) imports torch
+        TORCH_ENV  # ipg.study.steering (selected_sets, jaccard_table) imports torch
     params:
         targets=cross_task_jobs,
         top_k=lambda w: {g: cross_task_k(config, g) for g in sorted(config["cross_task"]["granularities"])},

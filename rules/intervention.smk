@@ -2,11 +2,11 @@
 (gamma grid x per-granularity k grid x selections, with the unsteered baseline, the signed
 selection's deletion curve and mean ablation, and the temperature control), and transfer
 units selected on one model to another of the same architecture (gamma grid only)."""
-from ipg.job_params import UNSTEERED_SETTINGS
+from ipg.config.jobs import UNSTEERED_SETTINGS
 
 
 def evaluation_params(w, source=None):
-    """The steering params of one job (ipg.config.steering_params) in canonical key order: the
+    """The steering params of one job (ipg.config.study.steering_params) in canonical key order: the
     rerun key of its typed SteeringConfig (evaluation_config)."""
     if source is None:
         return canonical(steering_params(config, w.model, w.method, w.granularity))
@@ -15,12 +15,12 @@ def evaluation_params(w, source=None):
 
 
 def evaluation_config(w, source=None):
-    """The typed steering params of one job (ipg.job_params.SteeringConfig)."""
+    """The typed steering params of one job (ipg.config.jobs.SteeringConfig)."""
     return SteeringConfig.from_dict(evaluation_params(w, source))
 
 
 def unsteered_params(w):
-    """The unsteered conditions' settings of a model and task (ipg.evaluation.UNSTEERED_SETTINGS
+    """The unsteered conditions' settings of a model and task (ipg.study.steering.UNSTEERED_SETTINGS
     and the control temperatures of its steering.control_method job), canonical: a gamma or k
     edit does not rerun them."""
     granularity = next(e["granularities"][0] for e in config["study"] if e["model"] == w.model)

@@ -35,7 +35,7 @@ def reliability_ipg_key(w):
 
 
 def reliability_ipg(w):
-    """The typed variant (ipg.job_params.VariantSpec) of reliability_ipg_key."""
+    """The typed variant (ipg.config.jobs.VariantSpec) of reliability_ipg_key."""
     return VariantSpec.parse(reliability_ipg_key(w))
 
 
@@ -74,7 +74,7 @@ rule reliability_pool:
     message:
         "Reliability prompt pool of {wildcards.task} (attribution-split questions only)"
     run:
-        from ipg.reliability import prepare_pool
+        from ipg.study.reliability import prepare_pool
 
         prepare_pool(wildcards.task, params.pool_prompts, input.study, params.seed,
                      dict(params.task_params), output[0])
@@ -102,7 +102,7 @@ rule reliability_sample:
     message:
         "Reliability trajectories: {wildcards.model} on the {wildcards.task} pool"
     run:
-        from ipg.trajectories import run_sampling
+        from ipg.study.trajectories import run_sampling
 
         run_sampling(model_dir=input.model, prepared_path=input.data, task=wildcards.task,
                      chat=params.chat, split=params.split,

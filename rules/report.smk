@@ -1,5 +1,5 @@
 """Stage 6: the study's report (REPORTS/report.md, figures/*.png, tables/*.csv; REPORTS is
-reports/ for the default study, {results_dir}/reports/{config name}/ for another: ipg.layout).
+reports/ for the default study, {results_dir}/reports/{config name}/ for another: ipg.workflow.layout).
 
 REPORT_INPUTS (defined in the Snakefile) lists every result the report reads; pieces a config
 does not produce are skipped in the report with a note. `snakemake --report reports/report.html`

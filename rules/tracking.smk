@@ -7,7 +7,7 @@ sqlite has one writer: `init_tracking` creates the store before any job that tou
 a job takes TRACKING_STORE as an input), and a single local job ingests every file.
 Browse with `make mlflow` (or `ipg ui`). After deleting mlflow.db: `snakemake -R init_tracking`.
 """
-from ipg.config import config_hash
+from ipg.config.study import config_hash
 
 TRACKING_EXPERIMENT = L.experiment(STUDY_NAME)  # "ipg-study" for the default study
 TRACKING_ROOT = "."  # mlflow.db and mlartifacts/ live here (the repo root under `make study`)

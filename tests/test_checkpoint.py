@@ -1,4 +1,4 @@
-"""ipg.checkpoint: chunks are saved atomically and bitwise, a rerun resumes from them, a store
+"""ipg.core.checkpoint: chunks are saved atomically and bitwise, a rerun resumes from them, a store
 of another key is discarded, clear() removes it; sampling resumed after a kill is identical."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ipg.checkpoint import ChunkStore, chunk_ranges, fingerprint, run_chunks
-from ipg.sampling import SamplingConfig, sample_trajectories
+from ipg.core.checkpoint import ChunkStore, chunk_ranges, fingerprint, run_chunks
+from ipg.core.sampling import SamplingConfig, sample_trajectories
 
 sys.path.insert(0, str(Path(__file__).parent / "attribution"))
 from tiny_models import CharTokenizer, Killed, kill_after  # noqa: E402
@@ -67,7 +67,7 @@ def test_resume_after_kill_computes_only_missing_chunks(tmp_path) -> None:
 def test_stale_store_is_discarded_with_a_log_line(tmp_path, caplog, change) -> None:
     ChunkStore(tmp_path / "s", "k", 2).save("00000", {"v": np.zeros(2)})
     key, size = ("other", 2) if change == "key" else ("k", 3)
-    with caplog.at_level(logging.WARNING, logger="ipg.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="ipg.core.checkpoint"):
         store = ChunkStore(tmp_path / "s", key, size)
     assert "discarding stale chunks" in caplog.text
     assert store.load("00000") is None and store.resumed == 0

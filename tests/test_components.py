@@ -1,4 +1,4 @@
-"""Granularities (ipg.components) against the model's own algebra, on tiny Qwen2 and Llama."""
+"""Granularities (ipg.core.units) against the model's own algebra, on tiny Qwen2 and Llama."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent / "attribution"))
 from tiny_models import ToySAE, tiny_model  # noqa: E402
 
-from ipg.components import (  # noqa: E402
+from ipg.core.units import (  # noqa: E402
     GRANULARITIES, edit_activations, get_granularity, parse_unit, scale_units,
 )
 from ipg.errors import IPGError  # noqa: E402

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipg.config import load_config, models_in_study, sampling_for, validate_config
-from ipg.config_schema import load_schema
+from ipg.config.study import load_config, models_in_study, sampling_for, validate_config
+from ipg.config.schema import load_schema
 from ipg.errors import IPGError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ ORG = {"model": "tiny-qwen2", "tasks": ["chain_sum"], "granularities": ["neurons
 
 
 def test_steering_ks_per_granularity():
-    from ipg.config import steering_params
+    from ipg.config.study import steering_params
 
     config = validate_config({"study": [ORG], "steering": {"ks": {"heads": [1, 3]}}})
     assert config["steering"]["ks"]["heads"] == [1, 3]  # given
@@ -119,7 +119,7 @@ def test_steering_ks_per_granularity():
 
 
 def test_deletion_only_methods_and_means():
-    from ipg.config import needs_means, steering_params, steering_targets, transfer_targets
+    from ipg.config.study import needs_means, steering_params, steering_targets, transfer_targets
 
     config = validate_config({
         "study": [ORG, {**ORG, "model": "tiny-llama"}],
@@ -141,7 +141,7 @@ def test_deletion_only_methods_and_means():
 
 
 def test_sensitivity_section():
-    from ipg.config import sensitivity_params, sensitivity_targets, sensitivity_variants
+    from ipg.config.study import sensitivity_params, sensitivity_targets, sensitivity_variants
 
     assert sensitivity_targets(validate_config({"study": [ORG]})) == []  # model null: off
     config = validate_config({
@@ -173,7 +173,7 @@ def test_sensitivity_section():
 
 def test_model_shapes_match_the_built_models() -> None:
     """ModelSpec.shape (used at DAG build) against the units of the model actually built."""
-    from ipg.components import get_granularity
+    from ipg.core.units import get_granularity
     from ipg.models import MODELS
     from ipg.models.tiny import tiny_random_model
 
@@ -232,7 +232,7 @@ def test_check_config_reports_a_nested_typo_in_one_line(tmp_path) -> None:
 def test_exploratory_switch_and_control_selections():
     """steering.exploratory off drops the deletion curve, mean ablation and exploratory gammas;
     on adds exploratory_gammas; non-IPG methods steer control_selections only."""
-    from ipg.config import steering_params
+    from ipg.config.study import steering_params
 
     config = load_config(ROOT / "config" / "default.yaml")
     off = steering_params(config, "organism", "ipg", "neurons")
@@ -247,7 +247,7 @@ def test_exploratory_switch_and_control_selections():
 
 def test_transfer_methods_filter_and_typo() -> None:
     """transfer[i].methods keeps only the named methods; an unknown name fails in one line."""
-    from ipg.config import transfer_targets
+    from ipg.config.study import transfer_targets
 
     config = load_config(ROOT / "config" / "default.yaml")
     methods = {t[4] for t in transfer_targets(validate_config(config))}
@@ -260,7 +260,7 @@ def test_transfer_methods_filter_and_typo() -> None:
 def test_method_selections_override_one_methods_selections() -> None:
     """steering.method_selections: ipg_length steers its signed set only (the length family's
     one read); IPG keeps the sign family's three sets, Act the control selections."""
-    from ipg.config import steering_params
+    from ipg.config.study import steering_params
 
     config = load_config(ROOT / "config" / "default.yaml")
     assert config["steering"]["method_selections"] == {"ipg_length": ["signed"]}

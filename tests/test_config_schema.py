@@ -1,10 +1,10 @@
-"""ipg.config_schema: Snakemake's `--config` strings read as the same YAML in a config file
+"""ipg.config.schema: Snakemake's `--config` strings read as the same YAML in a config file
 would be (null included), through the very parser Snakemake uses (snakemake.cli.parse_config)."""
 import pytest
 from snakemake.cli import parse_config
 
-from ipg.config import cross_task_on, load_schema, sensitivity_targets, validate_config
-from ipg.config_schema import coerce, normalise_config
+from ipg.config.study import cross_task_on, load_schema, sensitivity_targets, validate_config
+from ipg.config.schema import coerce, normalise_config
 from ipg.errors import IPGError
 
 ORG = {"model": "tiny-qwen2", "tasks": ["chain_sum"], "granularities": ["neurons", "heads"]}

@@ -1,4 +1,4 @@
-"""ipg.cross_task (top-k Jaccard across tasks vs chance) and its config section `cross_task`."""
+"""ipg.study.cross_task (top-k Jaccard across tasks vs chance) and its config section `cross_task`."""
 from fractions import Fraction
 from itertools import combinations
 from pathlib import Path
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from ipg.config import cross_task_k, cross_task_targets, validate_config
-from ipg.cross_task import COLUMNS, cross_task_table, overlap_rows, write_cross_task
+from ipg.config.study import cross_task_k, cross_task_targets, validate_config
+from ipg.study.cross_task import COLUMNS, cross_task_table, overlap_rows, write_cross_task
 from ipg.errors import IPGError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_default_config_targets_and_ks():
 
 
 def test_test_config_adds_no_attribution():
-    from ipg.config import attribution_targets
+    from ipg.config.study import attribution_targets
 
     cfg = validate_config(yaml.safe_load((ROOT / "config" / "test.yaml").read_text()))
     assert cross_task_targets(cfg) and set(cross_task_targets(cfg)) <= set(attribution_targets(cfg))

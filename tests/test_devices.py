@@ -1,10 +1,10 @@
-"""ipg.devices.resolve_device: $IPG_DEVICE, else a GPU when available, else the CPU; a device
+"""ipg.core.devices.resolve_device: $IPG_DEVICE, else a GPU when available, else the CPU; a device
 that does not exist here is one line. Every load site resolves the same way."""
 import pytest
 import torch
 
 from ipg.attribution.methods import MethodSpec
-from ipg.devices import ENV_VAR, model_device, resolve_device
+from ipg.core.devices import ENV_VAR, model_device, resolve_device
 from ipg.errors import IPGError
 
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from ipg.errors import IPGError
-from ipg.evaluation import (
+from ipg.study.steering import (
     deletion_curve, evaluate_steering, run_steering, run_unsteered, temperature_control, transfer,
 )
-from ipg.evaluation_summary import (
+from ipg.study.steering_summary import (
     ROW_COLUMNS, entropy_matched, jaccard_table, selected_sets, summarize,
 )
-from ipg.job_params import SteeringConfig
-from ipg.sampling import SamplingConfig
+from ipg.config.jobs import SteeringConfig
+from ipg.core.sampling import SamplingConfig
 
 TASK = "chain_sum"
 CFG = SamplingConfig(temperature=1.0, max_new_tokens=8, prompts_per_batch=4)
@@ -123,7 +123,7 @@ def test_temperature_control_sharpens(tiny_qwen2, prompts, rows) -> None:
 
 
 def test_entropy_column_is_the_mean_next_token_entropy(tiny_qwen2) -> None:
-    from ipg.sampling import sample_trajectories
+    from ipg.core.sampling import sample_trajectories
 
     model, tokenizer = tiny_qwen2
     cfg = SamplingConfig(temperature=0.8, max_new_tokens=6, seed=2)
@@ -272,7 +272,7 @@ def test_sae_and_mean_mode_sets_at_gamma_one_equal_the_baseline(tiny_qwen2, prom
     sys.path.insert(0, str(Path(__file__).parent / "attribution"))
     from tiny_models import ToySAE
 
-    from ipg.evaluation import evaluate_unit_sets
+    from ipg.study.steering import evaluate_unit_sets
 
     model, tokenizer = tiny_qwen2
     base = metrics_of(rows[rows["selection"] == "none"])
@@ -290,10 +290,10 @@ def test_sae_and_mean_mode_sets_at_gamma_one_equal_the_baseline(tiny_qwen2, prom
 
 
 def test_runner_resumed_after_kill_gives_identical_rows(tiny_qwen2, prompts, scores, tmp_path) -> None:
-    """One chunk per condition x seed (ipg.checkpoint): killed after the second sampler call
+    """One chunk per condition x seed (ipg.core.checkpoint): killed after the second sampler call
     and rerun, the rows equal an uninterrupted run's, and the saved calls are not resampled."""
-    from ipg.checkpoint import ChunkStore
-    from ipg.evaluation import _Runner
+    from ipg.core.checkpoint import ChunkStore
+    from ipg.study.steering import _Runner
 
     class Killed(Exception):
         pass
@@ -337,7 +337,7 @@ def test_k_larger_than_the_granularity_is_one_line_error(tiny_qwen2, prompts, sc
 
 
 def trajectory_table(model, tokenizer, prompts, G=3, seed=5) -> pd.DataFrame:
-    from ipg.trajectories import trajectories_for_prompts
+    from ipg.study.trajectories import trajectories_for_prompts
 
     frame, _ = trajectories_for_prompts(model, tokenizer, prompts, TASK, False, G,
                                         SamplingConfig(max_new_tokens=5, seed=seed), progress=False)
@@ -347,7 +347,7 @@ def trajectory_table(model, tokenizer, prompts, G=3, seed=5) -> pd.DataFrame:
 def test_trajectory_means_average_every_real_position(tiny_qwen2, prompts) -> None:
     """The m of mean ablation: the mean over every real (prompt + generated) position of every
     trajectory, recomputed here one unpadded trajectory at a time with plain forward hooks."""
-    from ipg.intervention import trajectory_means
+    from ipg.core.intervention import trajectory_means
 
     model, tokenizer = tiny_qwen2
     table = trajectory_table(model, tokenizer, prompts)
@@ -380,8 +380,8 @@ def test_mean_ablation_at_the_activations_leaves_the_output_unchanged(tiny_qwen2
     """A one-token input: the mean over its single position is its activation, so h <- m
     (gamma 0, mode mean) on every unit of the granularity changes nothing; the means of
     another token do change the output (the test can fail)."""
-    from ipg.components import get_granularity
-    from ipg.intervention import steer, trajectory_means
+    from ipg.core.units import get_granularity
+    from ipg.core.intervention import steer, trajectory_means
 
     model, _ = tiny_qwen2
     gran_ = get_granularity(gran, model)
@@ -406,7 +406,7 @@ def test_mean_ablation_at_the_activations_leaves_the_output_unchanged(tiny_qwen2
 def test_run_steering_deletion_and_mean_ablation(tiny_qwen2, tiny_qwen2_dir, tmp_path, prompts,
                                                  scores) -> None:
     from ipg.models.load import load_model
-    from ipg.trajectories import write_table_atomic
+    from ipg.study.trajectories import write_table_atomic
 
     write_inputs(tmp_path, prompts, scores)
     model, tokenizer = load_model(str(tiny_qwen2_dir))
@@ -450,7 +450,7 @@ def test_run_steering_bootstraps_prompts_and_seeds_with_several_seeds(tiny_qwen2
                                                                       prompts, scores) -> None:
     """With >= 2 sampling seeds the CIs come from the hierarchical bootstrap (prompts, then
     seeds within each prompt), not from prompts alone."""
-    from ipg.evaluation_summary import summarize
+    from ipg.study.steering_summary import summarize
 
     write_inputs(tmp_path, prompts, scores)
     params = dict(ks=[3], gammas=[0.0], selections=["signed"], seeds=[0, 1], samples_per_prompt=2,

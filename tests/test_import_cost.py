@@ -1,6 +1,6 @@
 """Registering models and tasks (what `snakemake -n` does) must not import heavy libraries.
 
-The Snakefile imports `ipg.config`, `ipg.models` and `ipg.tasks` and validates the config's
+The Snakefile imports `ipg.config.study`, `ipg.models` and `ipg.tasks` and validates the config's
 names on every invocation; each heavy import there (torch alone is seconds) is paid by every
 dry run. Model and task modules import their heavy libraries inside the functions that use them.
 """
@@ -27,17 +27,17 @@ HEAVY = (
 
 SCRIPT = f"""
 import json, sys
-import ipg.config, ipg.models, ipg.tasks
+import ipg.config.study, ipg.models, ipg.tasks
 from ipg.models import MODELS
 from ipg.tasks import TASKS
 
-config = ipg.config.validate_config({{
+config = ipg.config.study.validate_config({{
     "study": [
         {{"model": "tiny-qwen2", "tasks": ["chain_sum", "gsm8k"]}},
         {{"model": "smollm2-135m", "tasks": ["champ", "basic_arithmetic"]}},
     ],
 }})
-ipg.config.models_in_study(config)
+ipg.config.study.models_in_study(config)
 print(json.dumps({{
     "models": sorted(MODELS.names()),
     "tasks": sorted(TASKS.names()),
@@ -55,6 +55,6 @@ def test_registering_imports_no_heavy_library() -> None:
     assert {"tiny-qwen2", "tiny-llama", "smollm2-135m"} <= set(out["models"])
     assert {"chain_sum", "gsm8k", "champ", "basic_arithmetic"} <= set(out["tasks"])
     assert out["heavy"] == [], (
-        f"importing ipg.config/ipg.models/ipg.tasks imported {out['heavy']}; move these imports "
+        f"importing ipg.config.study/ipg.models/ipg.tasks imported {out['heavy']}; move these imports "
         f"into the functions that use them (python -X importtime shows which module imports them)"
     )

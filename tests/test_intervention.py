@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent / "attribution"))
 from tiny_models import ToySAE, tiny_model  # noqa: E402
 
 from ipg.errors import IPGError  # noqa: E402
-from ipg.intervention import activation_means, check_transfer, steer  # noqa: E402
+from ipg.core.intervention import activation_means, check_transfer, steer  # noqa: E402
 
 IDS = torch.tensor([[3, 5, 7, 2, 9, 11], [4, 4, 8, 1, 6, 2]])
 NEURONS = ["L0.mlp.n3", "L0.mlp.n40", "L1.mlp.n7"]
@@ -161,7 +161,7 @@ def test_sae_steering_keeps_the_reconstruction_error(model) -> None:
 
 
 def test_steering_during_generation_changes_the_text(tiny_qwen2) -> None:
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     model, tokenizer = tiny_qwen2
     cfg = SamplingConfig(temperature=0.7, max_new_tokens=12, seed=5)

@@ -1,9 +1,9 @@
-"""ipg.layout: templates fill to the study's paths; only the default study writes reports/."""
+"""ipg.workflow.layout: templates fill to the study's paths; only the default study writes reports/."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ipg import layout as L
+from ipg.workflow import layout as L
 
 
 def test_templates_fill_to_the_study_paths() -> None:

@@ -70,7 +70,7 @@ def test_forward_flops_equal_torch_flop_counter():
 
 
 def test_sampling_flops_equal_torch_flop_counter():
-    from ipg.sampling import SamplingConfig, _sample_batch
+    from ipg.core.sampling import SamplingConfig, _sample_batch
 
     model = paper_model(PAPER_MODELS[0], n_layers=2, **NARROW)
     arch = Arch.named(PAPER_MODELS[0], num_hidden_layers=2, **NARROW)

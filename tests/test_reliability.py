@@ -1,13 +1,13 @@
-"""ipg.reliability against constructed per-prompt scores with known answers."""
+"""ipg.study.reliability against constructed per-prompt scores with known answers."""
 import numpy as np
 import pytest
 
 from ipg.errors import IPGError
-from ipg.reliability import (
+from ipg.study.reliability import (
     n_for_correlation, reliability_curve, smallest_n, spearman_brown, split_half, top_k,
     whole_split_half,
 )
-from ipg.statistics import expected_random_jaccard
+from ipg.study.statistics import expected_random_jaccard
 
 
 def test_identical_prompts_agree_perfectly():
@@ -82,7 +82,7 @@ def test_nan_scores_are_rejected():
 
 
 def test_cross_split_separates_shared_from_task_specific_signal():
-    from ipg.reliability import retest_vs_cross
+    from ipg.study.reliability import retest_vs_cross
 
     rng = np.random.default_rng(4)
     shared, own_a, own_b = (rng.normal(size=300) for _ in range(3))
@@ -100,7 +100,7 @@ def test_cross_split_separates_shared_from_task_specific_signal():
 def test_curve_files_report_table_and_figure(tmp_path):
     """write_curve on attribution files -> the report's loader, table, figure and retest table."""
     from ipg.attribution.table import make_attribution, write_attribution
-    from ipg.reliability import budget_choice, write_curve
+    from ipg.study.reliability import budget_choice, write_curve
     from ipg.report import figures_reliability as frel
     from ipg.report.collect import load_attributions, load_reliability, load_retest
     from ipg.report.plotting import setup

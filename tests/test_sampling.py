@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ipg.errors import IPGError
-from ipg.sampling import SamplingConfig, sample_trajectories
+from ipg.core.sampling import SamplingConfig, sample_trajectories
 
 sys.path.insert(0, str(Path(__file__).parent / "attribution"))
 from tiny_models import CharTokenizer  # noqa: E402

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from ipg.errors import IPGError
-from ipg.sampling import SamplingConfig
-from ipg.sensitivity import (
+from ipg.core.sampling import SamplingConfig
+from ipg.study.sensitivity import (
     SUMMARY_COLUMNS, compare, first_samples, run_variant, summarize_sensitivity, write_summary,
 )
-from ipg.job_params import VariantSpec
+from ipg.config.jobs import VariantSpec
 
 TASK = "chain_sum"
 
@@ -70,7 +70,7 @@ def test_compare_by_hand() -> None:
 @pytest.fixture(scope="module")
 def trajectories(tiny_qwen2_dir, tmp_path_factory):
     from ipg.models.load import load_model
-    from ipg.trajectories import trajectories_for_prompts, write_table_atomic
+    from ipg.study.trajectories import trajectories_for_prompts, write_table_atomic
 
     model, tokenizer = load_model(str(tiny_qwen2_dir))
     prompts = pd.DataFrame({"prompt_id": ["p0", "p1", "p2"], "answer": ["7", "8", "5"],
@@ -88,7 +88,7 @@ def test_variants_end_to_end(tiny_qwen2_dir, trajectories, tmp_path) -> None:
     from ipg.attribution.ipg import IPGConfig, attribute
     from ipg.attribution.table import read_attribution
     from ipg.models.load import load_model
-    from ipg.trajectories import read_trajectories
+    from ipg.study.trajectories import read_trajectories
 
     base = {"reward": "length", "m": 8, "max_residual": None}
     variants = {"base": base, "m4": {**base, "m": 4}, "G2": {**base, "max_samples_per_prompt": 2}}
@@ -138,7 +138,7 @@ def test_variants_end_to_end(tiny_qwen2_dir, trajectories, tmp_path) -> None:
 def test_summary_carries_the_base_retest_level(tmp_path, noise, spearman_ok) -> None:
     """Identical prompts: the base's halves agree perfectly (retest 1); pure noise: ~0."""
     from ipg.attribution.table import make_attribution, write_attribution
-    from ipg.statistics import expected_random_jaccard
+    from ipg.study.statistics import expected_random_jaccard
 
     rng = np.random.default_rng(0)
     n_units = 300

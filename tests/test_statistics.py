@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ipg.errors import IPGError
-from ipg.statistics import (
+from ipg.study.statistics import (
     bootstrap_ci, expected_random_jaccard, jaccard, paired_difference,
 )
 
@@ -97,7 +97,7 @@ def test_wilson_interval_matches_scipy_and_zero_of_n() -> None:
     """Independent check: scipy's binomtest Wilson interval (no continuity correction)."""
     from scipy.stats import binomtest
 
-    from ipg.statistics import wilson_interval
+    from ipg.study.statistics import wilson_interval
 
     for k, n in ((0, 96), (3, 20), (20, 20), (48, 96)):
         ref = binomtest(k, n).proportion_ci(0.95, method="wilson")
@@ -127,7 +127,7 @@ def test_sign_flip_pvalue_is_uniform_under_the_null_and_small_under_an_effect() 
     """Under exchangeable arms, P(p <= 0.05) ~ 0.05 (binomial bound); a clear shift gives p ~ 0."""
     from scipy.stats import binom
 
-    from ipg.statistics import sign_flip_pvalue
+    from ipg.study.statistics import sign_flip_pvalue
 
     rng = np.random.default_rng(7)
     ps = np.array([sign_flip_pvalue(rng.normal(size=(60, 2)), 999, seed=i) for i in range(300)])

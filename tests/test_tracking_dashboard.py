@@ -2,7 +2,7 @@
 outcomes per condition, real run times, figures on stage runs, the experiment opening on the
 runs table, a remote tracking server, and (slow) a headless browser over the UI.
 
-The steering summary is made by ipg.evaluation_summary.summarize from synthetic per-prompt rows;
+The steering summary is made by ipg.study.steering_summary.summarize from synthetic per-prompt rows;
 the logged paired differences are checked against the rows by hand (pandas), not against the CSV.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from ipg import tracking
 from ipg.errors import IPGError
-from ipg.evaluation_summary import summarize
+from ipg.study.steering_summary import summarize
 from ipg.tracking.browser import Browser, chromium_path, free_port
 
 EXP = "ipg-study"

@@ -37,8 +37,8 @@ def sample(model: Any, tokenizer: Any, prompts: Sequence[str], n_samples: int = 
     import pandas as pd
 
     from ipg.models.load import render_prompt
-    from ipg.outcomes import length_reward
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.rewards import length_reward
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
     from ipg.tasks.grading import GRADERS
 
     if answers is not None and len(answers) != len(prompts):
@@ -108,7 +108,7 @@ def select_units(attribution: Attribution | pd.DataFrame, k: int, mode: str = "s
 def steer(model: Any, units: Sequence[str], gamma: float = 0.0, sae: Any = None) -> Iterator[Any]:
     """Within the block every listed unit's activation is multiplied by gamma (0: ablate, 2:
     amplify) in every forward of `model`, generate included."""
-    from ipg.components import scale_units
+    from ipg.core.units import scale_units
 
     with scale_units(model, list(units), gamma, sae):
         yield model

@@ -1,6 +1,6 @@
-"""Layers as the block's update (ipg.components.Layers): IPG's path, its zero baseline and
+"""Layers as the block's update (ipg.core.units.Layers): IPG's path, its zero baseline and
 completeness, checked against a surrogate written here from scratch on models whose blocks
-are skipped by replacing their forward (independent of ipg.components' hooks).
+are skipped by replacing their forward (independent of ipg.core.units' hooks).
 
 A layer's unit is u_l = out_l - in_l, so the zero baseline is "block l skipped" and the path
 in + alpha u_l never passes through a zero residual stream: the final RMSNorm no longer

@@ -148,7 +148,7 @@ def test_ipg_config_choices_match_the_engine_registries() -> None:
     from ipg.attribution.ipg_config import _CHOICES
     from ipg.attribution.quadrature import QUADRATURES
     from ipg.attribution.reference import REFERENCES
-    from ipg.rewards import ADVANTAGES
+    from ipg.attribution.advantages import ADVANTAGES
 
     assert _CHOICES["advantage"] == tuple(ADVANTAGES)
     assert _CHOICES["baseline"] == tuple(REFERENCES)
@@ -195,9 +195,9 @@ METHODS.add("scaled_act", Method("scaled_act", ScaledActConfig.from_dict,
 PLUGIN_CHECK = """
 import json, sys
 from ipg.attribution.methods import METHODS
-from ipg.config import validate_config
-from ipg.config_checks import study_schema
-from ipg.config_schema import load_schema
+from ipg.config.study import validate_config
+from ipg.config.checks import study_schema
+from ipg.config.schema import load_schema
 from ipg.errors import IPGError
 
 schema = study_schema(load_schema())

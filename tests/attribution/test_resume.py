@@ -1,4 +1,4 @@
-"""Resumable attribution (ipg.checkpoint): a run killed after a chunk of prompts and rerun
+"""Resumable attribution (ipg.core.checkpoint): a run killed after a chunk of prompts and rerun
 gives the same table, bitwise, as an uninterrupted run without checkpoints, for every
 chunked kind (ipg, ig_likelihood, gxa); run_method removes the store on success and never
 reuses a store written for other inputs."""
@@ -13,7 +13,7 @@ import pytest
 from ipg.attribution.methods import CHUNKED, MethodSpec, run_attribution
 from ipg.attribution.run import run_method
 from ipg.attribution.table import read_attribution
-from ipg.checkpoint import ChunkStore
+from ipg.core.checkpoint import ChunkStore
 from tiny_models import Killed, kill_after, sample_table
 
 FAST = {"m": 4, "chunk": 2, "max_residual": None}

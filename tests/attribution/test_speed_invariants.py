@@ -19,7 +19,7 @@ import torch
 from ipg.attribution import surrogate as sur
 from ipg.attribution.path import PathHooks
 from ipg.attribution.reference import reference_activations
-from ipg.components import Granularity, get_granularity
+from ipg.core.units import Granularity, get_granularity
 from ipg.errors import IPGError
 
 

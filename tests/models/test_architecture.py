@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "attribution"))
 from tiny_models import sample_table  # noqa: E402
 
 from ipg.attribution.ipg import IPGConfig, attribute  # noqa: E402
-from ipg.components import decoder_layers, edit_activations, get_granularity, scale_units  # noqa: E402
+from ipg.core.units import decoder_layers, edit_activations, get_granularity, scale_units  # noqa: E402
 from ipg.errors import IPGError  # noqa: E402
 from ipg.models.architecture import ARCHITECTURES, architecture  # noqa: E402
 from ipg.sae import collect_residual  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ipg.config import validate_config
+from ipg.config.study import validate_config
 from ipg.errors import IPGError
 from ipg.models import MODELS
 from ipg.models.load import build_model, load_model

@@ -145,7 +145,7 @@ def trajectory_table(n_prompts: int = 2, g: int = 3, rewards: list[float] | None
     """A small trajectory table with every column of the trajectory stage (tiny vocab ids)."""
     import pandas as pd
 
-    from ipg.trajectories import TRAJECTORY_COLUMNS
+    from ipg.study.trajectories import TRAJECTORY_COLUMNS
 
     rows = []
     for p in range(n_prompts):

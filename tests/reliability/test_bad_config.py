@@ -22,7 +22,7 @@ def _config(**top: Any) -> dict:
 
 
 def _validate(cfg: dict) -> Callable[[], Any]:
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     return lambda: validate_config(cfg)
 
@@ -248,7 +248,7 @@ def _(ctx):
 
 @case("config: duplicate YAML key")
 def _(ctx):
-    from ipg.config import load_config
+    from ipg.config.study import load_config
 
     path = ctx.tmp / "dup.yaml"
     path.write_text("sampling:\n  temperature: 1.0\n  temperature: 0.5\n")

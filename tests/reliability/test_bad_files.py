@@ -29,8 +29,8 @@ CASES, case = case_registry("test_bad_files")
 
 @case("prepared: corrupt parquet")
 def _(ctx):
-    from ipg.job_params import SamplingSettings
-    from ipg.trajectories import run_sampling
+    from ipg.config.jobs import SamplingSettings
+    from ipg.study.trajectories import run_sampling
 
     bad = garbage(ctx.tmp / "chain_sum.parquet")
     return (lambda: run_sampling(str(ctx.tmp / "model"), str(bad), "chain_sum", False, "attribution",
@@ -155,7 +155,7 @@ def _write_prepared(out: Path) -> None:
 
 
 def _write_table_atomic(out: Path) -> None:
-    from ipg.trajectories import write_table_atomic
+    from ipg.study.trajectories import write_table_atomic
 
     write_table_atomic(trajectory_table(), out / "t.parquet")
 

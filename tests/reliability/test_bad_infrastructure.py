@@ -83,7 +83,7 @@ def _dvc_config(ctx, text: str) -> None:
 
 @case("DVC: remote folder does not exist and cannot be created")
 def _(ctx):
-    from ipg.dvc_check import check_remote
+    from ipg.workflow.dvc_remote import check_remote
 
     (ctx.tmp / "a-file").write_text("not a folder")
     _dvc_config(ctx, "[core]\n    remote = backup\n['remote \"backup\"']\n    url = ../a-file/remote\n")
@@ -93,7 +93,7 @@ def _(ctx):
 
 @case("DVC: default remote not defined")
 def _(ctx):
-    from ipg.dvc_check import check_remote
+    from ipg.workflow.dvc_remote import check_remote
 
     _dvc_config(ctx, "[core]\n    remote = s3store\n")
     return lambda: check_remote(ctx.tmp), ["'s3store'", "not defined"], "dvc remote add -d s3store"
@@ -101,14 +101,14 @@ def _(ctx):
 
 @case("DVC: not a DVC project")
 def _(ctx):
-    from ipg.dvc_check import check_remote
+    from ipg.workflow.dvc_remote import check_remote
 
     return lambda: check_remote(ctx.tmp), [str(ctx.tmp), "not a DVC project"], "dvc init"
 
 
 @case("Snakemake profile: executor plugin not installed")
 def _(ctx):
-    from ipg.profiles import check_profile
+    from ipg.workflow.profiles import check_profile
 
     profile = ctx.tmp / "profiles" / "lsf"
     profile.mkdir(parents=True)
@@ -119,7 +119,7 @@ def _(ctx):
 
 @case("Snakemake profile: folder without config.yaml")
 def _(ctx):
-    from ipg.profiles import check_profile
+    from ipg.workflow.profiles import check_profile
 
     profile = ctx.tmp / "profiles" / "slurmm"
     profile.mkdir(parents=True)
@@ -131,7 +131,7 @@ def _(ctx):
 
 @case("make study: --configfile names a missing file")
 def _(ctx):
-    from ipg.preflight import check_configfiles
+    from ipg.workflow.preflight import check_configfiles
 
     missing = str(ctx.tmp / "missing.yaml")
     return lambda: check_configfiles(["--configfile", missing]), [missing, "no such file"], \
@@ -140,7 +140,7 @@ def _(ctx):
 
 @case("make study: a target after --configfile")
 def _(ctx):
-    from ipg.preflight import check_configfiles
+    from ipg.workflow.preflight import check_configfiles
 
     config = ctx.tmp / "test.yaml"
     config.write_text("seed: 0\n")  # snakemake took the target for a second config file
@@ -162,8 +162,8 @@ def _(ctx):
 def _(ctx):
     import torch
 
-    from ipg.job_params import SamplingSettings
-    from ipg.trajectories import run_sampling
+    from ipg.config.jobs import SamplingSettings
+    from ipg.study.trajectories import run_sampling
 
     ctx.mp.setenv("IPG_DEVICE", "cuda")
     ctx.mp.setattr(torch.cuda, "is_available", lambda: False)  # the same line on a GPU machine

@@ -29,7 +29,7 @@ def _attribute(model, granularity: str = "neurons", rewards: list[float] | None 
 def _(ctx):
     import torch
 
-    from ipg.rewards import advantages
+    from ipg.attribution.advantages import advantages
 
     rewards = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     mask = torch.tensor([[True, True], [True, False]])
@@ -50,7 +50,7 @@ def _(ctx):
 
 @case("steering: negative gamma")
 def _(ctx):
-    from ipg.intervention import steer
+    from ipg.core.intervention import steer
 
     model, _ = ctx.fixture("tiny_qwen2")
 
@@ -62,7 +62,7 @@ def _(ctx):
 
 @case("steering: gamma beyond the float range of activations (1e30)")
 def _(ctx):
-    from ipg.intervention import steer
+    from ipg.core.intervention import steer
 
     model, _ = ctx.fixture("tiny_qwen2")
 
@@ -74,7 +74,7 @@ def _(ctx):
 
 @case("sampling: prompt longer than the model's context")
 def _(ctx):
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     model, tokenizer = ctx.fixture("tiny_qwen2")
     limit = model.config.max_position_embeddings

@@ -155,10 +155,10 @@ def test_make_study_checks_the_profile_before_snakemake() -> None:
 
 
 def test_stage_targets_name_a_missing_config_in_one_line(tmp_path: Path) -> None:
-    """dvc.yaml's stages call `python -m ipg.targets`; a bad config is one line, not a traceback."""
+    """dvc.yaml's stages call `python -m ipg.workflow.targets`; a bad config is one line, not a traceback."""
     missing = tmp_path / "nope.yaml"
-    proc = subprocess.run([sys.executable, "-m", "ipg.targets", "analysis", "--configfile", str(missing)],
+    proc = subprocess.run([sys.executable, "-m", "ipg.workflow.targets", "analysis", "--configfile", str(missing)],
                           capture_output=True, text=True)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("ipg.targets: error: ") and str(missing) in lines[0]
+    assert lines[0].startswith("ipg.workflow.targets: error: ") and str(missing) in lines[0]

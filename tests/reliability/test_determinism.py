@@ -20,7 +20,7 @@ def _frame_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def test_sampling_twice_gives_identical_tokens_and_logprobs(tiny_qwen2) -> None:
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     model, tokenizer = tiny_qwen2
     prompts = ["1+2+3=", "7*8 is", "Q: 9-4?"]
@@ -52,7 +52,7 @@ def test_prepare_task_twice_is_identical(tmp_path: Path) -> None:
 
 def _table(model, tokenizer):
     """A trajectory table sampled from the tiny model, with rewards that vary within prompts."""
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     trajs, _ = sample_trajectories(model, tokenizer, ["1+1=", "2+5="], 3,
                                    SamplingConfig(max_new_tokens=6, seed=0), progress=False)
@@ -88,8 +88,8 @@ def test_attribution_twice_is_bitwise_identical(tiny_qwen2, tmp_path: Path) -> N
 def sampled(tiny_qwen2_dir, tmp_path_factory):
     """run_sampling twice with the same seed on a prepared organism_arith file."""
     from ipg.tasks.prepare import prepare_task, write_prepared
-    from ipg.job_params import SamplingSettings
-    from ipg.trajectories import run_sampling
+    from ipg.config.jobs import SamplingSettings
+    from ipg.study.trajectories import run_sampling
 
     tmp = tmp_path_factory.mktemp("sampling")
     prepared = write_prepared(prepare_task("organism_arith", 2, 1, seed=0), tmp / "arith.parquet")
@@ -102,7 +102,7 @@ def sampled(tiny_qwen2_dir, tmp_path_factory):
 
 
 def test_run_sampling_twice_gives_identical_tables(sampled: Path) -> None:
-    from ipg.trajectories import read_trajectories
+    from ipg.study.trajectories import read_trajectories
 
     a, b = read_trajectories(sampled / "a.parquet"), read_trajectories(sampled / "b.parquet")
     assert _frame_bytes(a) == _frame_bytes(b)
@@ -115,7 +115,7 @@ def _check_provenance(metrics: dict, seed_keys: dict) -> None:
         assert metrics["params"][key] == value
     assert {"python", "torch", "transformers", "numpy", "pandas"} <= set(metrics["versions"])
     assert all(isinstance(v, str) and v for v in metrics["versions"].values())
-    from ipg.config import config_hash
+    from ipg.config.study import config_hash
 
     assert metrics["config_hash"] == config_hash(metrics["params"])
     assert len(metrics["config_hash"]) == 12

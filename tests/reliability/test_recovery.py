@@ -1,6 +1,6 @@
 """Recovery paths a user meets after a failure: one line and a command that works.
 
-- `make study`'s preflight (ipg.preflight): a missing --configfile, or a target written after it,
+- `make study`'s preflight (ipg.workflow.preflight): a missing --configfile, or a target written after it,
   is one line; a lock left by `kill -9` is removed when no Snakemake runs in the folder, kept
   while one does.
 - the model-rebuild hint names a command for the study's own results_dir and config.
@@ -24,7 +24,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "HF
 
 
 def preflight(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ipg.preflight", *args], cwd=cwd, env=ENV,
+    return subprocess.run([sys.executable, "-m", "ipg.workflow.preflight", *args], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -100,13 +100,13 @@ def test_rebuild_hint_names_the_study_of_the_results_dir(tmp_path: Path, monkeyp
 
 def test_ctrl_c_in_sample_is_one_line_exit_130_and_writes_nothing(tiny_qwen2_dir, tmp_path, monkeypatch,
                                                                  capsys) -> None:
-    import ipg.trajectories
+    import ipg.study.trajectories
     from ipg.cli import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ipg.trajectories, "trajectories_for_prompts", interrupted)
+    monkeypatch.setattr(ipg.study.trajectories, "trajectories_for_prompts", interrupted)
     out = tmp_path / "traj.parquet"
     code = main(["sample", "--model", str(tiny_qwen2_dir), "--task", "chain_sum", "-n", "2", "-G", "2",
                  "--max-new-tokens", "4", "--out", str(out)])

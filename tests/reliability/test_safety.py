@@ -217,7 +217,7 @@ def _cfg(results_dir: str) -> dict:
 
 @pytest.mark.parametrize("path", ["results", "out/results", "./results", "a/../results", "results/"])
 def test_results_dir_inside_the_project_is_accepted(path: str, monkeypatch) -> None:
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     monkeypatch.delenv("IPG_ALLOWED_DIRS", raising=False)
     assert validate_config(_cfg(path))["results_dir"] == path
@@ -225,7 +225,7 @@ def test_results_dir_inside_the_project_is_accepted(path: str, monkeypatch) -> N
 
 @pytest.mark.parametrize("path", ["/tmp/ipg-results", "../results", "results/../../x", "..", "", "  "])
 def test_results_dir_outside_the_project_is_rejected(path: str, monkeypatch) -> None:
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     monkeypatch.delenv("IPG_ALLOWED_DIRS", raising=False)
     with pytest.raises(IPGError) as info:
@@ -236,7 +236,7 @@ def test_results_dir_outside_the_project_is_rejected(path: str, monkeypatch) -> 
 
 
 def test_results_dir_listed_in_allowed_dirs_is_accepted(tmp_path, monkeypatch) -> None:
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     scratch, other = tmp_path / "scratch", tmp_path / "other"
     monkeypatch.setenv("IPG_ALLOWED_DIRS", os.pathsep.join([str(other), str(scratch)]))
@@ -251,7 +251,7 @@ def test_results_dir_listed_in_allowed_dirs_is_accepted(tmp_path, monkeypatch) -
 def test_shipped_configs_pass_the_results_dir_check(monkeypatch) -> None:
     import yaml
 
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     monkeypatch.delenv("IPG_ALLOWED_DIRS", raising=False)
     for name in ("default.yaml", "test.yaml", "paper.yaml"):

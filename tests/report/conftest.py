@@ -153,13 +153,13 @@ def build_synthetic_study(tmp_path: Path) -> Path:
     pd.DataFrame({"variant": ["base", "m8", "baseline_mean"], "spearman": [1.0, 0.97, 0.6],
                   "jaccard_topk": [1.0, 0.9, 0.4], "completeness_residual": [0.003, 0.02, 0.0],
                   "wall_seconds": [5.0, 1.5, 5.2]}).to_csv(sens, index=False)
-    from ipg.cross_task import write_cross_task  # the stage's own code on the synthetic tables
+    from ipg.study.cross_task import write_cross_task  # the stage's own code on the synthetic tables
 
     targets = [(t, g, meth) for g in GRANS for meth in ("ipg", "act") for t in TASKS]
     write_cross_task(targets, [res / "attribution" / "synthA" / t / g / f"{meth}.parquet"
                                for t, g, meth in targets],
                      {"neurons": 8, "heads": 2}, res / "cross_task" / "synthA.csv")
-    from ipg.reliability import write_curve  # the reliability stage's own code
+    from ipg.study.reliability import write_curve  # the reliability stage's own code
 
     rel = res / "reliability" / "synthA" / "task1"
     write_curve({2: res / "attribution" / "synthA" / "task1" / "neurons" / "ipg.parquet"}, [1, 2],

@@ -270,7 +270,7 @@ def large(tmp_path_factory) -> dict[str, Figure]:
     import pandas as pd
 
     from ipg.attribution.table import make_attribution
-    from ipg.cross_task import overlap_rows
+    from ipg.study.cross_task import overlap_rows
     from ipg.report.plotting import setup
 
     setup()

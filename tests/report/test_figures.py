@@ -78,7 +78,7 @@ def test_walltimes_read_only_the_current_jobs_and_the_study_span(tmp_path):
 def test_study_benchmarks_follow_the_config():
     import yaml
 
-    from ipg.config import validate_config
+    from ipg.config.study import validate_config
 
     config = validate_config(yaml.safe_load(open("config/test.yaml")))
     files = study_benchmarks(config, "B")

@@ -6,7 +6,7 @@ import pytest
 
 from ipg.report.verdicts import (BETTER, EQUIVALENT, EXCLUDED, EXPLORATORY, INCONCLUSIVE, NO_DATA, WORSE,
                                  build_verdicts, compare, decide, detectable_effect, settings)
-from ipg.statistics import holm, sign_flip_pvalue
+from ipg.study.statistics import holm, sign_flip_pvalue
 
 P, S = 300, 2
 
@@ -299,13 +299,13 @@ def test_a_constant_length_difference_gets_a_nonzero_interval():
     b = a + rng.normal(0, 3, (P, S))
     s = settings(None)
     scaled = compare(a, b, "length", s, length_bound=96.0)
-    ci = __import__("ipg.statistics", fromlist=["x"]).paired_difference(a, b, "hierarchical", 0.95,
+    ci = __import__("ipg.study.statistics", fromlist=["x"]).paired_difference(a, b, "hierarchical", 0.95,
                                                                           s["n_resamples"], 0)
     assert (scaled["diff_lo"], scaled["diff_hi"]) == pytest.approx((ci.lo, ci.hi))
 
 
 def test_findings_defaults_come_from_the_config_schema():
-    from ipg.config_schema import load_schema
+    from ipg.config.schema import load_schema
     from ipg.report.verdicts import FAMILIES, defaults
 
     props = load_schema()["properties"]["findings"]["properties"]

@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import pytest
 
-from ipg.config import validate_config
+from ipg.config.study import validate_config
 from ipg.errors import IPGError
 from ipg.tasks import TASKS
 from ipg.tasks.prepare import prepare_task

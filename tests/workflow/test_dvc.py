@@ -31,7 +31,7 @@ STAGE_OUTS = {
     "analysis": ["results/sensitivity", "results/cross_task"],
     "report": ["reports/report.md", "reports/tables", "reports/figures"],
 }
-TARGETS_STAGE = {"prepare": "prepared"}  # dvc stage -> `python -m ipg.targets` stage
+TARGETS_STAGE = {"prepare": "prepared"}  # dvc stage -> `python -m ipg.workflow.targets` stage
 
 pytestmark = pytest.mark.workflow
 
@@ -55,7 +55,7 @@ def test_stages_version_every_deliverable():
         assert all(isinstance(o, dict) and next(iter(o.values())).get("persist") for o in stage["outs"]), name
         cmd = stage["cmd"]
         assert ".venv/bin/snakemake " in cmd and "--configfile ${config} " in cmd, name
-        assert f"ipg.targets {TARGETS_STAGE.get(name, name)} --configfile ${{config}}" in cmd, name
+        assert f"ipg.workflow.targets {TARGETS_STAGE.get(name, name)} --configfile ${{config}}" in cmd, name
         assert stage["params"] == [{"${config}": None}], name  # the whole study config
     assert "results/metrics/trajectories.json" in str(stages["trajectories"]["metrics"])
 
@@ -82,11 +82,11 @@ def test_hub_models_are_dvcignored():
 @pytest.mark.parametrize("stage", ["prepared", "models", "trajectories", "attribution", "steering",
                                    "analysis", "report"])
 def test_targets_read_ipg_config(stage):
-    from ipg.config import attribution_targets, cross_task_targets, load_config, steering_targets
-    from ipg.targets import stage_targets
+    from ipg.config.study import attribution_targets, cross_task_targets, load_config, steering_targets
+    from ipg.workflow.targets import stage_targets
 
     env = {**ENV, "IPG_CONFIG": str(ROOT / "config" / "test.yaml")}
-    out = subprocess.run([sys.executable, "-m", "ipg.targets", stage], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "ipg.workflow.targets", stage], capture_output=True,
                          text=True, env=env, cwd=ROOT, check=True).stdout.split()
     cfg = load_config(ROOT / "config" / "test.yaml")
     assert out == stage_targets(cfg, stage, "test") and out
@@ -220,7 +220,7 @@ def test_repro_status_params_push_pull(dvc_repo):
 
 @pytest.mark.slow
 def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
-    """`make study`'s path: Snakemake (not dvc repro) builds the study, `python -m ipg.dvc_lock`
+    """`make study`'s path: Snakemake (not dvc repro) builds the study, `python -m ipg.workflow.dvc_lock`
     records it, then `dvc status` is clean and `dvc push` uploads every cached output file."""
     repo = make_repo(tmp_path / "repo")
     cfg = yaml.safe_load((repo / DVC_CONFIG).read_text())  # one task, one granularity: minutes
@@ -234,7 +234,7 @@ def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
     assert not (repo / "dvc.lock").exists()
     assert "changed" in dvc(repo, "status").stdout  # the gap: DVC knows nothing of the run
 
-    lock = subprocess.run([sys.executable, "-m", "ipg.dvc_lock"], cwd=repo, capture_output=True,
+    lock = subprocess.run([sys.executable, "-m", "ipg.workflow.dvc_lock"], cwd=repo, capture_output=True,
                           text=True, env=env, timeout=600)
     assert lock.returncode == 0, lock.stderr
     stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -260,10 +260,10 @@ def test_snakemake_study_then_dvc_lock_status_clean_push_pushes(tmp_path):
 
 @pytest.mark.slow  # ~10 dvc calls: 20-80 s
 def test_dvc_lock_records_outputs_built_outside_dvc(tmp_path):
-    """ipg.dvc_lock on a small DVC project whose outputs were built by another tool: it creates
+    """ipg.workflow.dvc_lock on a small DVC project whose outputs were built by another tool: it creates
     a missing folder out, writes dvc.lock, `dvc status` is clean and `dvc push` pushes them;
     a missing file out is one IPGError naming the stage."""
-    from ipg.dvc_lock import commit_study
+    from ipg.workflow.dvc_lock import commit_study
     from ipg.errors import IPGError
 
     repo = tmp_path / "proj"

@@ -1,11 +1,11 @@
 """A study killed in the middle of attribution and rerun loses nothing: the rerun resumes the
-killed job from its saved chunk (ipg.checkpoint) and every attribution table and downstream
+killed job from its saved chunk (ipg.core.checkpoint) and every attribution table and downstream
 table equals the uninterrupted run's (the session's finished_study, same config and cores).
 
 Attribution tables (the killed job's output and its siblings) are compared bitwise: the
 parquet bytes and, with pandas check_exact, every score, CI and per-prompt column. Downstream
 tables (steering rows and summaries, report tables) are compared as data to 1e-6 (rtol, atol):
-steering with mean ablation (ipg.intervention.trajectory_means) is not bitwise reproducible
+steering with mean ablation (ipg.core.intervention.trajectory_means) is not bitwise reproducible
 between two runs even without any kill (observed: entropies of 3 of 36 heads rows differing
 at ~1e-7 with identical tokens), so an exact check there would test that, not resumption.
 Wall-clock columns and tables (wall_seconds, walltimes.csv) are left out.
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ipg import layout as L
+from ipg.workflow import layout as L
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # a second full study run: minutes
 
@@ -74,7 +74,7 @@ def _run_until_first_attribution_chunk(workdir: Path, config: Path, log: Path) -
 def _tables(root: Path) -> list[Path]:
     found = [p for sub in ("results/attribution", "results/intervention", "results/transfer")
              for p in (root / sub).rglob("*") if p.suffix in (".parquet", ".csv")]
-    # the report of test.yaml (not the default study): {results_dir}/reports/test (ipg.layout)
+    # the report of test.yaml (not the default study): {results_dir}/reports/test (ipg.workflow.layout)
     found += [p for p in (root / L.reports_dir("results", "test") / "tables").rglob("*.csv")
               if not TIMING.search(p.stem)]  # walltimes.csv: the rules' wall-clock times
     return sorted(p.relative_to(root) for p in found)

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipg.config import (
+from ipg.config.study import (
     attribution_targets, load_config, model_task_pairs, models_in_study, steering_targets,
     transfer_targets,
 )
 
 from ipg.errors import IPGError
-from ipg.profiles import CPU_TORCH_RULES, check_profile, gpu_rules, torch_rules
+from ipg.workflow.profiles import CPU_TORCH_RULES, check_profile, gpu_rules, torch_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipg.config import (
+from ipg.config.study import (
     IPG_KINDS, attribution_targets, method_params, steering_targets, transfer_targets,
     validate_config,
 )

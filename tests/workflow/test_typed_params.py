@@ -20,10 +20,10 @@ import yaml
 
 from ipg.attribution.ipg_config import IPGConfig
 from ipg.attribution.methods import METHODS, MethodSpec
-from ipg.config import (
+from ipg.config.study import (
     method_params, sampling_for, sensitivity_params, steering_params, validate_config,
 )
-from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
+from ipg.config.jobs import SaeSettings, SamplingSettings, SteeringConfig, VariantSpec
 
 pytestmark = pytest.mark.workflow
 

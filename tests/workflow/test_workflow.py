@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ipg import layout as L
+from ipg.workflow import layout as L
 
 # finished_study, run_snakemake, planned_jobs: tests/workflow/conftest.py
 pytestmark = pytest.mark.workflow

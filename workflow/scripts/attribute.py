@@ -3,7 +3,7 @@
 params: method (an ipg.attribution.methods.MethodSpec parsed at DAG-build time, used as is),
 method_key (its entry as a dict: the params rerun trigger's record, not read here).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

@@ -1,5 +1,5 @@
 """Snakemake script: benchmark the IPG engine (reports/bench/attribution.csv and .png)."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

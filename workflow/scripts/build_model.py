@@ -1,5 +1,5 @@
 """Snakemake script: build one model into a safetensors folder (train, convert or download)."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

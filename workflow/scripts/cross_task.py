@@ -2,13 +2,13 @@
 
 input: tables (attribution parquets, in params.targets order); params: targets
 ([task, granularity, method] each), top_k ({granularity: k});
-output: results/cross_task/{model}.csv (ipg.cross_task.COLUMNS).
+output: results/cross_task/{model}.csv (ipg.study.cross_task.COLUMNS).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.cross_task import write_cross_task
+    from ipg.study.cross_task import write_cross_task
 
     frame = write_cross_task(smk.params.targets, list(smk.input.tables), dict(smk.params.top_k),
                              smk.output[0])

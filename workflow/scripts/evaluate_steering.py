@@ -3,15 +3,15 @@
 input: model, data (prepared parquet), attribution (parquet), sae (the SAE root, for the sae
 granularity), trajectories (the model's attribution trajectories, for mode mean /
 mean_ablation), unsteered (the model's unsteered rows, reused where their
-settings match); params: chat, steering (an ipg.job_params.SteeringConfig parsed at DAG-build
+settings match); params: chat, steering (an ipg.config.jobs.SteeringConfig parsed at DAG-build
 time, used as is), steering_key (its dict: the params rerun trigger's record, not read here);
 output: table (rows parquet), summary (csv), metrics (config + provenance JSON).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.evaluation import run_steering
+    from ipg.study.steering import run_steering
     from ipg.sae.run import sae_dirs
 
     dirs = sae_dirs(smk.input.sae) if smk.wildcards.granularity == "sae" else ()

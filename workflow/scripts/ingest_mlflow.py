@@ -1,7 +1,7 @@
 """Snakemake script: a study run, its stage runs and one run per metrics JSON in MLflow, with the
 report's figures on their stage runs (serial: sqlite has one writer). $MLFLOW_TRACKING_URI, when
 set, names a tracking server to write to instead of the local mlflow.db."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

@@ -1,6 +1,6 @@
 """Snakemake script: create the MLflow store (or use $MLFLOW_TRACKING_URI's server) and the
 experiment once, before any job touches them."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

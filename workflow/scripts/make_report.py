@@ -5,7 +5,7 @@ benchmarks_dir, benchmark_files (the current jobs' benchmark TSVs), config (the 
 recorded in report.md with its hash);
 output: md (report.md), findings (tables/findings.csv), figures (directory).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

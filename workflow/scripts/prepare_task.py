@@ -1,5 +1,5 @@
 """Snakemake script: prepare one task's attribution and held-out splits."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

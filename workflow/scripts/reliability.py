@@ -5,11 +5,11 @@ params: G, ns, k (the steered k), repeats, seed, target_jaccard;
 output: curve (csv: G, n, spearman, jaccard with 2.5/97.5 % over repeats, chance_jaccard),
 metrics (JSON: the cheapest n x G reaching target_jaccard, or the best reached).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.reliability import write_curve
+    from ipg.study.reliability import write_curve
 
     tables = dict(zip(smk.params.G, smk.input.tables))
     write_curve(tables, list(smk.params.ns), int(smk.params.k), int(smk.params.repeats),

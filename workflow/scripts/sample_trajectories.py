@@ -1,13 +1,13 @@
 """Snakemake script: sample and score G trajectories per attribution prompt.
 
-params: sampling (an ipg.job_params.SamplingSettings parsed at DAG-build time, used as is),
+params: sampling (an ipg.config.jobs.SamplingSettings parsed at DAG-build time, used as is),
 sampling_key (its dict: the params rerun trigger's record, not read here), chat, split.
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.trajectories import run_sampling
+    from ipg.study.trajectories import run_sampling
 
     run_sampling(
         model_dir=smk.input.model, prepared_path=smk.input.data, task=smk.wildcards.task,

@@ -4,11 +4,11 @@ input: tables, metrics (one per variant, in params.variants order); params: vari
 output: summary (csv: variant, spearman, jaccard_topk, completeness_residual, wall_seconds,
 ...), metrics (JSON).
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.sensitivity import write_summary
+    from ipg.study.sensitivity import write_summary
 
     runs = {name: (table, metrics) for name, table, metrics
             in zip(smk.params.variants, smk.input.tables, smk.input.metrics)}

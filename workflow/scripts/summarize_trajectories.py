@@ -1,9 +1,9 @@
 """Snakemake script: one JSON with each trajectory file's summary metrics (DVC metrics)."""
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):
-    from ipg.trajectories import summarize_files
+    from ipg.study.trajectories import summarize_files
 
     summarize_files(list(smk.input), smk.output[0])
 

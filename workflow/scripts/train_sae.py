@@ -1,9 +1,9 @@
 """Snakemake script: train TopK SAEs on a model's residual stream over its trajectories.
 
-params: sae (an ipg.job_params.SaeSettings parsed at DAG-build time, used as is), sae_key (its
+params: sae (an ipg.config.jobs.SaeSettings parsed at DAG-build time, used as is), sae_key (its
 dict: the params rerun trigger's record, not read here), seed.
 """
-from ipg.scripting import run_script
+from ipg.workflow.scripting import run_script
 
 
 def main(smk):

@@ -1,10 +1,10 @@
 """The baseline attribution methods IPG is compared against, at the same granularity
 (docs/method.md, "Baselines"): Act, Freq, GxA, Contrastive and
 Random. IG-likelihood (Integrated Gradients of the plain log-likelihood, A_j = 1) reuses the
-IPG engine and lives in methods.py. Every method reads units through ipg.components and
+IPG engine and lives in methods.py. Every method reads units through ipg.core.units and
 returns the same Attribution table as IPG, with per-prompt scores [n_prompts, n_units].
 
-Notation: a = unit activation [b, pos, units, unit_dim] (components.Granularity.read),
+Notation: a = unit activation [b, pos, units, unit_dim] (units.Granularity.read),
 |a| its L2 norm over unit_dim (|a| for scalar units: neurons, SAE latents), P the
 counted positions (`positions`: all real tokens, or generated tokens only).
 
@@ -50,7 +50,7 @@ from ipg.attribution.baseline_config import KEYS, BaselineConfig
 from ipg.attribution.surrogate import TeacherBatch, build_batch, sequence_logprobs
 from ipg.attribution.table import Attribution, make_attribution
 from ipg.attribution.tap import tap
-from ipg.components import Granularity, edit_activations, get_granularity, parse_unit
+from ipg.core.units import Granularity, edit_activations, get_granularity, parse_unit
 from ipg.errors import IPGError
 
 
@@ -58,7 +58,7 @@ from ipg.errors import IPGError
 def _setup(model: nn.Module, trajectories: pd.DataFrame, granularity: str, cfg: BaselineConfig,
            sae: Any) -> tuple[Granularity, list[int], list[str], list[pd.DataFrame]]:
     """Granularity, selected layers, prompt ids and each prompt's rows (sorted by sample_id),
-    in the order IPG uses (ipg.rewards.group_rewards: first appearance)."""
+    in the order IPG uses (ipg.attribution.advantages.group_rewards: first appearance)."""
     for key in ("prompt_id", "sample_id"):
         if key not in trajectories.columns:
             raise IPGError(f"trajectory table has no column '{key}' (produced by the trajectory stage)")

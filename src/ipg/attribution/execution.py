@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ipg.components import replaced_forwards
+from ipg.core.units import replaced_forwards
 
 AUTOCAST_DTYPES = {"none": None, "bfloat16": torch.bfloat16}
 _CHECKPOINTING = contextvars.ContextVar("ipg_layers_checkpointed", default=False)

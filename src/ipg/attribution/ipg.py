@@ -40,10 +40,10 @@ from ipg.attribution.surrogate import (
     PromptPrefix, TeacherBatch, build_batch, encode_prompt, sequence_logprobs, surrogate,
 )
 from ipg.attribution.table import Attribution, make_attribution
-from ipg.checkpoint import ChunkStore, run_chunks
-from ipg.components import get_granularity
+from ipg.core.checkpoint import ChunkStore, run_chunks
+from ipg.core.units import get_granularity
 from ipg.errors import IPGError
-from ipg.rewards import advantages, group_rewards
+from ipg.attribution.advantages import advantages, group_rewards
 
 # sampler(model, prompts, seed) -> trajectory table (with reward_{reward}); `prompts` has one
 # row per prompt: its columns in the input table (prompt_id, prompt_ids, prompt, answer, ...)
@@ -119,7 +119,7 @@ def attribute(
 ) -> Attribution:
     """IPG scores of every unit of `granularity` (Eq. 3) with per-prompt scores and metrics.
 
-    With a `store` (ipg.checkpoint) a rerun resumes from the saved chunks of prompts: a
+    With a `store` (ipg.core.checkpoint) a rerun resumes from the saved chunks of prompts: a
     prompt's results depend on it alone (and h', recomputed), so they are bitwise identical."""
     start = time.perf_counter()
     cfg = config or IPGConfig()
@@ -196,7 +196,7 @@ class _Job:
     model: nn.Module
     cfg: IPGConfig
     granularity: str
-    gran: Any  # ipg.components.Granularity
+    gran: Any  # ipg.core.units.Granularity
     layers: list[int]
     passes: list[list[int]]  # layers attributed together (multilayer separate: one each)
     mode: str  # joint | onthefly
@@ -276,7 +276,7 @@ class _Job:
             yield functools.partial(self.forward, b), self.pos_mask(b)
 
     def compute(self, items: range, hooks: PathHooks, res: _Results, bar: tqdm) -> dict[str, Any]:
-        """One chunk of prompts (ipg.checkpoint): each depends on itself alone (resumable)."""
+        """One chunk of prompts (ipg.core.checkpoint): each depends on itself alone (resumable)."""
         n_lp, n_tok = len(res.lp_diff), len(res.n_tokens)
         for i in items:
             if i in self.work:

@@ -1,9 +1,9 @@
 """The IPG engine's typed config (IPGConfig), torch-free: the config checks at DAG-build time
-(ipg.config.validate_config) build it for every IPG-family method entry, study override and
+(ipg.config.study.validate_config) build it for every IPG-family method entry, study override and
 sensitivity variant, and the engine (ipg.attribution.ipg.attribute) takes it as is.
 
 The allowed values of its string keys are spelled here; tests/attribution/test_methods.py checks
-they equal the engine's registries (rewards.ADVANTAGES, reference.REFERENCES,
+they equal the engine's registries (advantages.ADVANTAGES, reference.REFERENCES,
 quadrature.QUADRATURES, execution.AUTOCAST_DTYPES).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ipg.errors import IPGError
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "reward": ("accuracy", "length"),
-    "advantage": ("loo", "grpo", "raw"),  # ipg.rewards.ADVANTAGES
+    "advantage": ("loo", "grpo", "raw"),  # ipg.attribution.advantages.ADVANTAGES
     "path": ("offpolicy", "importance", "onpolicy"),
     "baseline": ("zero", "mean", "noise"),  # ipg.attribution.reference.REFERENCES
     "quadrature": ("gauss_legendre", "riemann_left", "riemann_mid", "riemann_right", "adaptive"),

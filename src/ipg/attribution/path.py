@@ -24,7 +24,7 @@ from torch import Tensor
 from ipg.attribution.execution import layers_checkpointed
 from ipg.attribution.surrogate import wide
 from ipg.attribution.tap import tap
-from ipg.components import Granularity, edit_activations
+from ipg.core.units import Granularity, edit_activations
 
 Mode = Literal["joint", "onthefly"]
 

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor
 
-from ipg.components import Granularity, edit_activations
+from ipg.core.units import Granularity, edit_activations
 from ipg.errors import IPGError
 
 REFERENCES = ("zero", "mean", "noise")

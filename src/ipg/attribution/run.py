@@ -19,7 +19,7 @@ import torch
 
 from ipg.attribution.methods import CHUNKED, MethodSpec, run_spec
 from ipg.attribution.table import write_attribution
-from ipg.checkpoint import ChunkStore, fingerprint
+from ipg.core.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -29,7 +29,7 @@ def _load(model_dir, trajectories_path, granularity: str, sae_dirs: Sequence,
           device: torch.device, dtype: str) -> tuple[Any, Any, Any]:
     """(model, trajectory table, SAEs or None), with one-line errors for bad inputs."""
     from ipg.models.load import load_model
-    from ipg.trajectories import read_trajectories
+    from ipg.study.trajectories import read_trajectories
 
     if dtype not in _DTYPES:
         raise IPGError(f"dtype '{dtype}' unknown; allowed: {', '.join(_DTYPES)}")
@@ -82,15 +82,15 @@ def run_method(
     contrastive | random, ...) and write its table under `method_name` (default: the kind).
 
     chunk_prompts: for the long kinds (methods.CHUNKED), save per-prompt scores every that
-    many prompts in `<parquet_path>.chunks/` (ipg.checkpoint), so a killed run resumes from
+    many prompts in `<parquet_path>.chunks/` (ipg.core.checkpoint), so a killed run resumes from
     its last chunk with a bitwise identical table; the folder is removed once the table is
     written. None: no checkpoints.
 
-    device: None / "auto" = ipg.devices.resolve_device's choice ($IPG_DEVICE, else a GPU if
+    device: None / "auto" = ipg.core.devices.resolve_device's choice ($IPG_DEVICE, else a GPU if
     any). The resolved device is part of the checkpoint key: chunks computed on one device
     are never mixed into a run resumed on another (their floats may differ)."""
-    from ipg.devices import resolve_device
-    from ipg.provenance import provenance
+    from ipg.core.devices import resolve_device
+    from ipg.study.provenance import provenance
 
     if not isinstance(method, MethodSpec):
         raise IPGError(f"run_method takes a MethodSpec (MethodSpec.parse(entry)), got "

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ipg import config as cfgmod
+from ipg.config import study as cfgmod
 from ipg.attribution.ipg import IPGConfig, attribute
-from ipg.job_params import SAMPLES_KEY
-from ipg.sensitivity import first_samples
+from ipg.config.jobs import SAMPLES_KEY
+from ipg.study.sensitivity import first_samples
 
 
 def jobs(config: dict[str, Any], models: set[str]) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -69,7 +69,7 @@ def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
                                                  dict[str, pd.DataFrame], dict[str, list[str]]]:
     """The benches' inputs from their shared options: the validated config, model folders
     (name=dir), trajectory tables (name=parquet; the first --prompts prompts) and SAE folders."""
-    from ipg.trajectories import read_trajectories
+    from ipg.study.trajectories import read_trajectories
 
     config = cfgmod.validate_config(cfgmod.load_config(a.config))
     model_dirs = dict(s.split("=", 1) for s in a.models)

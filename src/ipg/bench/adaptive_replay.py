@@ -22,8 +22,8 @@ from ipg.attribution import offpolicy
 from ipg.attribution.ipg import IPGConfig, attribute
 from ipg.attribution.quadrature import adaptive_integrate
 from ipg.bench.adaptive_cost import jobs, load_inputs
-from ipg.job_params import SAMPLES_KEY
-from ipg.sensitivity import first_samples
+from ipg.config.jobs import SAMPLES_KEY
+from ipg.study.sensitivity import first_samples
 
 TOLS = (0.003, 0.01, 0.02, 0.03, 0.05)
 

@@ -342,7 +342,7 @@ def run_bench(models: list[str] | None = None, quick: bool = False, csv_path: st
 
 
 def _write_csv(rows: list[dict], csv_path: str | Path | None) -> None:
-    from ipg.trajectories import write_csv_atomic
+    from ipg.study.trajectories import write_csv_atomic
 
     if csv_path:
         write_csv_atomic(pd.DataFrame(rows, columns=COLUMNS), csv_path)

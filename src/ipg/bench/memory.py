@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--granularity", default="neurons")
     p.add_argument("--traj-chunk", type=int, default=None)
     args = p.parse_args(argv)
-    from ipg.scripting import set_offline_env
+    from ipg.workflow.scripting import set_offline_env
 
     set_offline_env()
     import torch

@@ -149,7 +149,7 @@ def _gpu_peak_gib(model: Fit, arch: Arch, w: Work, gpu: GPUAssumptions) -> float
 def job_works(config: dict[str, Any], gpu: GPUAssumptions = GPU) -> list[dict[str, Any]]:
     """One entry per job of the model-running rules of the study: its Work list (runs)."""
     from ipg.attribution.ipg_config import IPGConfig
-    from ipg.config import attribution_targets, method_params, sampling_for, steering_params, steering_targets
+    from ipg.config.study import attribution_targets, method_params, sampling_for, steering_params, steering_targets
 
     n_attr = int(config["data"]["n_attribution"])
     jobs: list[dict[str, Any]] = []
@@ -185,7 +185,7 @@ def job_works(config: dict[str, Any], gpu: GPUAssumptions = GPU) -> list[dict[st
             works = []
         jobs.append(dict(rule="attribute", model=model, job=f"{task}/{gran}/{method}", works=works))
     rules = [("evaluate_steering", steering_targets(config))]
-    from ipg.config import transfer_targets
+    from ipg.config.study import transfer_targets
 
     rules.append(("evaluate_transfer", [(t[1], t[2], t[3], t[4]) for t in transfer_targets(config)]))
     for rule, targets in rules:
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         print(frame[["what", "layers", "gen_len", "chunk", "autocast", "cpu_seconds", "peak_mib",
                      "base_mib"]].to_string())
         return
-    from ipg.config import load_config
+    from ipg.config.study import load_config
 
     model, points = fit_rows(pd.read_csv(args.cpu_csv).replace({float("nan"): None}))
     study = predict_study(model, load_config(args.config))

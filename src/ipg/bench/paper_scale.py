@@ -5,9 +5,9 @@
     (prints one JSON line; `measure(Point(...))` runs it in a fresh interpreter)
 
 Workloads (docs/method.md, Cost at the paper's scale):
-  sample  the study's batched KV-cache sampler (ipg.sampling._sample_batch): n_prompts random
+  sample  the study's batched KV-cache sampler (ipg.core.sampling._sample_batch): n_prompts random
           prompts of P tokens, G rows each, exactly T generated tokens (no stop token)
-  steer   the same inside ipg.intervention.steer (16 MLP neurons spread over the layers, gamma 2)
+  steer   the same inside ipg.core.intervention.steer (16 MLP neurons spread over the layers, gamma 2)
   ipg     ipg.attribution.ipg.attribute on neurons: n_prompts prompts x G trajectories of
           P + T tokens, m path points, `chunk` per batch, `traj_chunk` trajectories per group,
           optional layer checkpointing and bf16 autocast
@@ -84,8 +84,8 @@ def _workload(p: Point, model):
         from contextlib import nullcontext
 
         from ipg.bench.steering import pick_units
-        from ipg.intervention import steer
-        from ipg.sampling import SamplingConfig, _sample_batch
+        from ipg.core.intervention import steer
+        from ipg.core.sampling import SamplingConfig, _sample_batch
 
         prompts = [torch.randint(8, vocab, (p.prompt_len,), generator=gen).tolist()
                    for _ in range(p.n_prompts)]
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.add_argument("--" + f.name.replace("_", "-"), default=None)
     ap.add_argument("--what", choices=WORKLOADS)
     args = ap.parse_args(argv)
-    from ipg.scripting import set_offline_env
+    from ipg.workflow.scripting import set_offline_env
 
     set_offline_env()
     import torch

@@ -3,7 +3,7 @@
 On the same prompts of each model, in one run (after a short warm-up, rounds A, B, C /
 C, B, A, ...; each ratio is the median over rounds of the paired ratio, by the wall clock and
 by CPU (process) time; only ratios are reported, the CPU is shared):
-  1. batched:    ipg.sampling.sample_trajectories, all P prompts in one batch, G samples each
+  1. batched:    ipg.core.sampling.sample_trajectories, all P prompts in one batch, G samples each
                  (each prompt encoded once, its KV cache shared by its G rows, finished rows
                  dropped)
   2. unbatched:  the same sampler, one trajectory per call (prompts_per_batch=1, G=1), P x G calls
@@ -95,7 +95,7 @@ def arithmetic_prompts(n: int, seed: int = 0) -> list[str]:
 def gen_model(spec: str, n_prompts: int, max_new_tokens: int, results_dir: str = "results",
               seed: int = 0) -> GenModel:
     """A frozen model, its tokenizer, n rendered prompts and its stop ids."""
-    from ipg.sampling import eos_token_ids
+    from ipg.core.sampling import eos_token_ids
 
     if spec in RANDOM_MODELS:
         from ipg.models.tiny import tiny_random_model
@@ -156,7 +156,7 @@ def resolve_models(models: Sequence[str] | None, quick: bool, results_dir: str,
 
 def sampler_batched(gm: GenModel, p: Profile, seed: int = 0):
     """All prompts in one batch, G samples each (the study's sampler)."""
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     cfg = SamplingConfig(p.temperature, p.max_new_tokens, len(gm.prompts), seed)
     return sample_trajectories(gm.model, gm.tokenizer, gm.prompts, p.samples, cfg, progress=False)[0]
@@ -164,7 +164,7 @@ def sampler_batched(gm: GenModel, p: Profile, seed: int = 0):
 
 def sampler_unbatched(gm: GenModel, p: Profile, seed: int = 0):
     """The same sampler, one trajectory per call (prompts_per_batch=1, G=1)."""
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     out = []
     for i, prompt in enumerate(gm.prompts):
@@ -220,7 +220,7 @@ def forced_tokens(sequences: Sequence[Sequence[int]]) -> Iterator[None]:
 def replay_logprobs(gm: GenModel, p: Profile, sequences: Sequence[Sequence[int]],
                     batched: bool) -> list[float]:
     """The sampler's log-probs of `sequences` (P x G, prompt-major) in one batch or one at a time."""
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     g = p.samples
     if batched:
@@ -290,7 +290,7 @@ class Rounds:
 def useful_fractions(gm: GenModel, p: Profile) -> dict[str, float]:
     """Kept tokens / computed row-steps: the sampler (drops finished rows), the same batch
     without dropping (rows x the longest row), and hf generate (its padded output)."""
-    from ipg.sampling import SamplingConfig, _sample_batch
+    from ipg.core.sampling import SamplingConfig, _sample_batch
 
     cfg = SamplingConfig(p.temperature, p.max_new_tokens, len(gm.prompts), 0)
     ids = [gm.tokenizer(q, add_special_tokens=False)["input_ids"] for q in gm.prompts]

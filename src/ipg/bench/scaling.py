@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ipg.bench.workload import bench_model, interleaved, split_layers, synthetic_table
-from ipg.components import decoder_layers
+from ipg.core.units import decoder_layers
 
 FACTORS = (1, 2, 4)
 TIME_TARGET = {"T": "<= 1.1", "m": "<= 1.1", "N": "<= 1.1", "layers": ""}

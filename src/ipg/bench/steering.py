@@ -35,7 +35,7 @@ QUICK_REPS = 2
 
 def pick_units(model, k: int = N_UNITS, seed: int = 0) -> list[str]:
     """k MLP neurons spread evenly over the layers (a fixed random draw)."""
-    from ipg.components import get_granularity
+    from ipg.core.units import get_granularity
 
     gran = get_granularity("neurons", model)
     layers = gran.available_layers()
@@ -49,8 +49,8 @@ def pick_units(model, k: int = N_UNITS, seed: int = 0) -> list[str]:
 
 def bench_model_rows(spec: str, profile: Profile, threads: int, log: Callable[[str], None],
                      results_dir: str = "results", reps: int | None = None) -> list[dict]:
-    from ipg.intervention import steer
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.intervention import steer
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     p = profile
     reps = reps or (QUICK_REPS if p is QUICK else FULL_REPS)

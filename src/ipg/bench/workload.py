@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ipg.components import decoder_layers
+from ipg.core.units import decoder_layers
 from ipg.errors import IPGError
 
 # Random Qwen2 configs by name. "medium": 6 layers, d 256, d_ff 768, vocab 8192 (~9M
@@ -94,7 +94,7 @@ def keep_layers(model: nn.Module, n_layers: int) -> None:
 
 def neuron_modules(model: nn.Module) -> list[nn.Module]:
     """Every decoder block's MLP down-projection (its input = the neurons), first to last."""
-    from ipg.components import get_granularity
+    from ipg.core.units import get_granularity
 
     neurons = get_granularity("neurons", model)
     return [neurons.module(layer) for layer in neurons.available_layers()]

@@ -2,7 +2,7 @@
 
 `build_model(name, out_dir)` runs the model's builder in a temporary sibling folder and
 renames it into place, so `out_dir` is either complete or absent. `load_model(dir)` reads
-safetensors weights only (onto `ipg.devices.resolve_device(device)`: $IPG_DEVICE, else a GPU
+safetensors weights only (onto `ipg.core.devices.resolve_device(device)`: $IPG_DEVICE, else a GPU
 when there is one) and never runs code shipped with a checkpoint
 (`trust_remote_code=False` always; there is no switch). `render_prompt` wraps a prompt in
 the tokenizer's chat template for chat models.
@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ipg.devices import resolve_device
+from ipg.core.devices import resolve_device
 from ipg.errors import IPGError
 
 CARD = "model_card.json"
@@ -108,7 +108,7 @@ def load_model(
     device: str | torch.device | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a frozen eval-mode causal LM and its left-padding tokenizer from a local folder,
-    on `device` (None / "auto": ipg.devices.resolve_device's choice)."""
+    on `device` (None / "auto": ipg.core.devices.resolve_device's choice)."""
     device = resolve_device(device)  # a bad device: one line before reading any weight
     model_dir = check_model_dir(model_dir)
     try:

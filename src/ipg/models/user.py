@@ -7,7 +7,7 @@
         chat_template: true          # wrap prompts in the tokenizer's chat template
         description: my fine-tune
 
-`check_entry` validates one entry with one-line errors (ipg.config calls it when the DAG is
+`check_entry` validates one entry with one-line errors (ipg.config.study calls it when the DAG is
 built); `register` adds it to MODELS. The entry is the model's params, so a changed entry
 rebuilds it; the model card records the folder (or repo and revision) and the sha256 of
 every weight file. The Snakefile passes the entries to rule scripts in $IPG_USER_ENTRIES.

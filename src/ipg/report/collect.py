@@ -1,6 +1,6 @@
 """Find the study's results on disk and load them into tidy frames (one row per thing measured).
 
-Layout read (README.md, "The DAG"; paths in ipg.layout); every piece is optional, a missing
+Layout read (README.md, "The DAG"; paths in ipg.workflow.layout); every piece is optional, a missing
 piece gives an empty frame with the documented columns:
 
 - results/metrics/trajectories.json            -> `trajectories` (model, task, seed, metrics...)
@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from ipg import layout as L
+from ipg.workflow import layout as L
 
 ATTRIBUTION_COLUMNS = ["model", "task", "granularity", "method", "kind", "reward",
                        "completeness_residual", "residual_prompt_median",
@@ -256,11 +256,11 @@ def load_reliability(results: Path, allowed: set[Path] | None = None) -> pd.Data
 
 
 def load_retest(attributions: pd.DataFrame, k_of, repeats: int = 50) -> pd.DataFrame:
-    """The split-half retest level of every attribution (ipg.reliability.whole_split_half on
+    """The split-half retest level of every attribution (ipg.study.reliability.whole_split_half on
     its own per-prompt scores): k_of(model, granularity) gives the steered k (capped at the
     number of units); attributions with fewer than 2 prompts are skipped."""
     from ipg.attribution.table import read_attribution
-    from ipg.reliability import whole_split_half
+    from ipg.study.reliability import whole_split_half
 
     rows = []
     for r in attributions.itertuples(index=False):
@@ -331,7 +331,7 @@ def study_benchmarks(config: dict[str, Any], benchmarks_dir: str | Path = L.BENC
     """The benchmark files of the study's jobs (the `benchmark:` paths of rules/*.smk, filled
     from the config's targets), so that the wall-time table leaves out files an earlier config
     left behind. Rules a config does not define (e.g. without sensitivity functions) add none."""
-    from ipg import config as cfg
+    from ipg.config import study as cfg
 
     b = str(benchmarks_dir)
     pairs = cfg.model_task_pairs(config)

@@ -1,4 +1,4 @@
-"""Figure and table of the cross-task stage (the paper's Fig. 4b; ipg.cross_task): the Jaccard
+"""Figure and table of the cross-task stage (the paper's Fig. 4b; ipg.study.cross_task): the Jaccard
 overlap of the top-k units one model selects on each pair of tasks, next to chance (the expected
 Jaccard of two random k-sets of the same n units) and the retest level (the Jaccard of two
 disjoint halves of one task's prompts, next to the cross-task Jaccard of halves of the same size).

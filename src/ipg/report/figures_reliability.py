@@ -1,4 +1,4 @@
-"""Figure and tables of attribution reliability (ipg.reliability): how well two attributions on
+"""Figure and tables of attribution reliability (ipg.study.reliability): how well two attributions on
 disjoint prompt sets agree, against the number of attribution prompts n and samples G.
 
 Input: the `reliability` frame of ipg.report.collect (results/reliability/{model}/{task}/{gran}.csv,

@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from ipg.report.plotting import annot_fontsize, facets, grid, save
-from ipg.statistics import expected_random_jaccard, jaccard
+from ipg.study.statistics import expected_random_jaccard, jaccard
 
 FLOOR = 1e-9  # completeness residuals of exactly 0 are drawn here on the log axis
 

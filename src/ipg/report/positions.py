@@ -54,7 +54,7 @@ def agreement(scores_all: pd.Series, scores_gen: pd.Series, k: int) -> dict[str,
     (with the Jaccard two random k-sets of these units would have on average)."""
     from scipy.stats import spearmanr
 
-    from ipg.statistics import expected_random_jaccard, jaccard
+    from ipg.study.statistics import expected_random_jaccard, jaccard
 
     common = scores_all.index.intersection(scores_gen.index)
     a, g = scores_all.loc[common], scores_gen.loc[common]

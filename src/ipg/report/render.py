@@ -189,7 +189,7 @@ def _findings_section(findings: pd.DataFrame, design: pd.DataFrame, config: dict
 def render_markdown(study: Study, findings: pd.DataFrame, figures: dict, tabs: dict,
                     config: dict | None, reports_dir: Path) -> str:
     """report.md's text; `findings` = ipg.report.verdicts.build_verdicts' table."""
-    from ipg.config import config_hash
+    from ipg.config.study import config_hash
 
     design = design_table(findings, config)
     lines = ["# Integrated Policy Gradient: study report", "",

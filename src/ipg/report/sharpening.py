@@ -6,7 +6,7 @@ unsteered model at a lower temperature also does. The control arms are the unste
 at the sampling temperature (selection "none") and at each steering.control_temperatures
 (selection "temperature"; steering.control_method's job only), all on the same prompts and
 seeds as the steered arm A. Every arm carries per (prompt, seed) its accuracy y and its mean
-next-token entropy h (ipg.sampling: the entropy of the distribution actually sampled, at that
+next-token entropy h (ipg.core.sampling: the entropy of the distribution actually sampled, at that
 arm's temperature, so the same quantity in every arm).
 
 Matching: along the control curve ordered by temperature, the adjacent arms C0, C1 whose mean
@@ -19,7 +19,7 @@ A, C0 and C1 together (they are paired) and recomputes every mean, w included, o
 (w is extrapolated linearly where a resample's H_A leaves [H0, H1]): the interval carries the
 noise of both control arms and of the entropy match. p is the two-sided bootstrap p-value of
 D = 0, (1 + #{D* on the far side of 0}) / (1 + B), doubled. A resample distribution with no
-spread gets the score interval of ipg.statistics.degenerate_interval (never zero width).
+spread gets the score interval of ipg.study.statistics.degenerate_interval (never zero width).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ipg.statistics import degenerate_interval
+from ipg.study.statistics import degenerate_interval
 
 
 class Point(NamedTuple):

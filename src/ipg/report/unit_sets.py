@@ -1,6 +1,6 @@
 """Which units each steering condition scaled: an id per (job, selection, k) for the verdicts.
 
-The per-prompt steering rows (ipg.evaluation) name a condition by selection and k, not by the
+The per-prompt steering rows (ipg.study.steering) name a condition by selection and k, not by the
 units it steered. Those units are a deterministic function of the job's input attribution
 table (results/attribution/{m}/{t}/{g}/{method}.parquet, which Snakemake makes the steering job
 rerun on when it changes): `select_units(scores, k, mode, per_layer)` with mode = the selection

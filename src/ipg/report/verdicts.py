@@ -1,6 +1,6 @@
 """Paired verdicts: does IPG's selection beat each control, decided on per-prompt differences.
 
-Input: the steering rows (ipg.evaluation.ROW_COLUMNS, one per condition x seed x prompt, each a
+Input: the steering rows (ipg.study.steering.ROW_COLUMNS, one per condition x seed x prompt, each a
 mean over its G samples) of every method job, with the labels model, task, granularity, method,
 kind and reward. Every job samples the same held-out prompts with the same seeds (the sampler
 seeds each condition x seed call from the seed alone: common random numbers), so two arms pair
@@ -9,7 +9,7 @@ on (prompt_id, seed).
 One row per comparison (`COLUMNS`); for an arm A = IPG's condition and B = its control:
 
 - diff = mean over prompts and seeds of d[p, s] = y_A[p, s] - y_B[p, s]; diff_lo / diff_hi its
-  95% interval: bootstrap over prompts, then seeds within prompts ("hierarchical", ipg.statistics)
+  95% interval: bootstrap over prompts, then seeds within prompts ("hierarchical", ipg.study.statistics)
   with a score interval where the bootstrap degenerates (never zero width for accuracy);
   half_width = (diff_hi - diff_lo) / 2, the achieved precision of the row.
 - p: the paired sign-flip p-value of the per-prompt mean differences; p_holm: Holm-adjusted
@@ -28,7 +28,7 @@ One row per comparison (`COLUMNS`); for an arm A = IPG's condition and B = its c
   same units (`units_id`, ipg.report.unit_sets: e.g. layers k = 1 for IPG and Act, or IPG's
   signed and magnitude sets): one intervention, not a comparison; no interval, no test, out of
   the Holm families. Length intervals are never zero width either: a constant length
-  difference gets the score interval of ipg.statistics on length / the cells' largest length.
+  difference gets the score interval of ipg.study.statistics on length / the cells' largest length.
 - design: "confirmatory" when the row's model x task x granularity cell meets
   findings.target_half_width (median half-width of its confirmatory accuracy rows), else
   "smoke test" (its verdicts stay out of the headline); `design_table`. "n/a" for a cell
@@ -59,7 +59,7 @@ import pandas as pd
 
 from ipg.errors import IPGError
 from ipg.report import sharpening as sharp
-from ipg.statistics import holm, paired_difference, sign_flip_pvalue
+from ipg.study.statistics import holm, paired_difference, sign_flip_pvalue
 
 GROUP = ["model", "task", "granularity"]
 FAMILIES = ("ablation vs act", "ablation vs random", "enhancement vs act",
@@ -77,7 +77,7 @@ METRICS = ("accuracy", "length", "entropy", "truncated")
 
 @functools.lru_cache(maxsize=1)
 def _schema_findings() -> dict[str, Any]:
-    from ipg.config_schema import load_schema
+    from ipg.config.schema import load_schema
 
     return load_schema()["properties"]["findings"]["properties"]
 
@@ -119,7 +119,7 @@ class _Group:
         prompts, p_idx = np.unique(rows["prompt_id"].to_numpy(), return_inverse=True)
         seeds, s_idx = np.unique(rows["seed"].to_numpy(), return_inverse=True)
         self.shape = (len(prompts), len(seeds))
-        # a constant length difference is scored on length / this bound (ipg.statistics)
+        # a constant length difference is scored on length / this bound (ipg.study.statistics)
         self.length_bound = float(np.nanmax(np.abs(rows["length"].to_numpy(np.float64)))) or 1.0
         self.cells: dict[tuple, dict[str, np.ndarray]] = {}  # condition -> {metric: [P, S]}
         self.ids: dict[tuple, str | None] = {}  # condition -> units_id (None: unknown)

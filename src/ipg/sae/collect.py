@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from ipg.components import decoder_layers
+from ipg.core.units import decoder_layers
 from ipg.errors import IPGError
 
 Batch = Tensor | tuple[Tensor, Tensor] | Mapping[str, Tensor]

@@ -88,8 +88,8 @@ def load_sae(
     dtype: torch.dtype | None = None,
 ) -> TopKSAE:
     """Load a sparsify-format SAE folder (also accepts the path of its sae.safetensors) onto
-    `device` (None / "auto": ipg.devices.resolve_device's choice, as load_model)."""
-    from ipg.devices import resolve_device
+    `device` (None / "auto": ipg.core.devices.resolve_device's choice, as load_model)."""
+    from ipg.core.devices import resolve_device
 
     device = resolve_device(device)
     directory = Path(directory)

@@ -49,11 +49,11 @@ def run_train_sae(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Collect each layer's residual stream with the model on `device` (None / "auto":
-    ipg.devices.resolve_device's choice) and train its SAE on the CPU (deterministic)."""
+    ipg.core.devices.resolve_device's choice) and train its SAE on the CPU (deterministic)."""
     from ipg.models.load import load_model
-    from ipg.provenance import provenance
+    from ipg.study.provenance import provenance
     from ipg.sae import collect_residual, decoder_layers, save_sae, train_sae
-    from ipg.trajectories import read_trajectories, write_json_atomic
+    from ipg.study.trajectories import read_trajectories, write_json_atomic
 
     model, tokenizer = load_model(model_dir, device=device)
     n_layers = len(decoder_layers(model))

@@ -9,7 +9,7 @@
         grader: numeric              # ipg.tasks.grading.GRADERS: numeric | math-verify | exact | multiple_choice
         prompt_template: "Solve: {question}\\nPut the final answer in \\\\boxed{}."
 
-`check_entry` validates one entry with one-line errors (ipg.config calls it when the DAG is
+`check_entry` validates one entry with one-line errors (ipg.config.study calls it when the DAG is
 built); `register` adds it to TASKS. The entry itself is the task's params, so a changed
 entry reruns its prepare rule; the prepared rows' meta records the file and its sha256.
 The Snakefile passes the entries to rule scripts in $IPG_USER_ENTRIES (read on import).

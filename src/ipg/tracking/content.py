@@ -155,7 +155,7 @@ def steering_outcomes(csv_path: Path):
     missing = [c for c in STEERING_COLUMNS if c not in frame.columns]
     if missing:
         raise IPGError(f"steering summary {csv_path} lacks columns {missing}; it is not a "
-                       f"summary of ipg.evaluation.run_steering (rerun that rule)")
+                       f"summary of ipg.study.steering.run_steering (rerun that rule)")
     metrics: dict[str, float] = {}
     for _, row in frame.iterrows():
         for outcome in OUTCOMES:

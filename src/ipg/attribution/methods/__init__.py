@@ -8,14 +8,14 @@
 
 Adding a method is one module here (or one named in $IPG_PLUGIN_MODULES, comma-separated
 importable module names) that calls `METHODS.add(kind, Method(...))`: its kind then appears in
-the registry, in the config schema's `kind` enum with its keys (ipg.config_checks.study_schema) and
+the registry, in the config schema's `kind` enum with its keys (ipg.config.checks.study_schema) and
 in the planned DAG. A plug-in module imports torch / pandas inside its functions, so that
 listing the kinds and checking a config at DAG-build time stay light.
 
 `parse_method(entry)` validates an entry {'kind': ..., **params} without a model and returns
 (Method, typed config); `MethodSpec.parse(entry)` is the typed form an attribute job receives
 (parsed once at DAG-build time in rules/attribution.smk, pickled into the job by Snakemake)
-and `run_spec` runs it as is (given an ipg.checkpoint store, the kinds with `chunked` save
+and `run_spec` runs it as is (given an ipg.core.checkpoint store, the kinds with `chunked` save
 per-prompt scores per chunk of prompts and resume from them); `run_attribution` parses a dict
 entry and runs it; `rename(att, name)` records a method entry's name.
 """
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # torch / pandas are imported where used: checking a config s
     from torch import nn
 
     from ipg.attribution.table import Attribution
-    from ipg.checkpoint import ChunkStore
+    from ipg.core.checkpoint import ChunkStore
 
 # (model, trajectories, granularity, typed config, sae, progress, store) -> Attribution
 RunFn = Callable[["nn.Module", "pd.DataFrame", str, Any, Any, bool, "ChunkStore | None"],
@@ -135,7 +135,7 @@ def run_spec(model: nn.Module, trajectories: pd.DataFrame, granularity: str, spe
     """A parsed method entry -> Attribution named `name` (default: its kind); its typed config
     goes to the plug-in as is, its params are recorded in the metrics.
 
-    With a `store` (ipg.checkpoint), the chunked kinds save per-prompt scores per chunk of
+    With a `store` (ipg.core.checkpoint), the chunked kinds save per-prompt scores per chunk of
     prompts and resume from them (bitwise identical results); other kinds ignore it."""
     plugin = METHODS.get(spec.kind)
     att = plugin.run(model, trajectories, granularity, spec.config, sae, progress,

@@ -29,7 +29,7 @@ def gxa_chunked(model, trajectories, granularity: str, cfg: BaselineConfig, sae:
     from ipg.attribution.baselines import gxa
     from ipg.attribution.ipg import _temperature
     from ipg.attribution.table import make_attribution
-    from ipg.checkpoint import run_chunks
+    from ipg.core.checkpoint import run_chunks
 
     if trajectories.empty or "prompt_id" not in trajectories.columns:
         return gxa(model, trajectories, granularity, cfg, sae, progress)  # its one-line error

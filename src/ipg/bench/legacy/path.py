@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ipg.bench.legacy.surrogate import wide
 from ipg.attribution.tap import tap
-from ipg.components import Granularity, edit_activations
+from ipg.core.units import Granularity, edit_activations
 
 Mode = Literal["joint", "onthefly"]
 

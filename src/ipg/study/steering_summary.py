@@ -1,8 +1,8 @@
 """Summaries of steering rows and unit selections, without a model (docs/method.md,
 "Evaluation: paired verdicts on held-out prompts").
 
-- The row schema of ipg.evaluation (`ROW_COLUMNS`, `METRICS`, `BASELINE`).
-- `summarize`: per condition, means with bootstrap CIs over prompts (and seeds; ipg.statistics)
+- The row schema of ipg.study.steering (`ROW_COLUMNS`, `METRICS`, `BASELINE`).
+- `summarize`: per condition, means with bootstrap CIs over prompts (and seeds; ipg.study.statistics)
   and the paired difference to the unsteered baseline (same prompt, same seed); accuracy and
   truncated (proportions) never get a zero-width CI (score interval where the bootstrap degenerates).
 - `entropy_matched`: the temperature control's accuracy at each condition's next-token entropy
@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from ipg.errors import IPGError
-from ipg.statistics import bootstrap_ci, expected_random_jaccard, jaccard
+from ipg.study.statistics import bootstrap_ci, expected_random_jaccard, jaccard
 
 ROW_COLUMNS = ["condition", "selection", "k", "gamma", "mode", "temperature", "seed",
                "prompt_id", "accuracy", "length", "entropy", "truncated", "n_units", "n_samples"]
 METRICS = ("accuracy", "length", "entropy", "truncated")
 BASELINE = "none"
-PROPORTIONS = ("accuracy", "truncated")  # in [0, 1]: no zero-width CI (ipg.statistics)
+PROPORTIONS = ("accuracy", "truncated")  # in [0, 1]: no zero-width CI (ipg.study.statistics)
 
 
 

@@ -4,7 +4,7 @@
 changed. `commit_study(repo_root)` creates the folder outputs a study leaves out (a stage's
 `mkdir -p`, e.g. results/transfer without transfer pairs), then runs `dvc commit --force`,
 which hashes every stage's deps, params and outs into dvc.lock and the outs into .dvc/cache
-(nothing is rebuilt). `python -m ipg.dvc_lock` does it in the current folder.
+(nothing is rebuilt). `python -m ipg.workflow.dvc_lock` does it in the current folder.
 
     commit_study(".")  # -> the stage names now in dvc.lock
 """
@@ -56,7 +56,7 @@ def main() -> int:
     try:
         stages = commit_study(".")
     except IPGError as err:
-        print(f"ipg.dvc_lock: {err}", file=sys.stderr)
+        print(f"ipg.workflow.dvc_lock: {err}", file=sys.stderr)
         return 1
     print(f"dvc.lock: {len(stages)} stages recorded ({', '.join(stages)}); `dvc push` uploads them")
     return 0

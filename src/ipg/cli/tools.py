@@ -49,7 +49,7 @@ def _check_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from ipg.checks import CHECK_NAMES, run_checks
+    from ipg.workflow.checks import CHECK_NAMES, run_checks
 
     results = run_checks(args.checks or CHECK_NAMES, args.configfile, args.dvc_root, args.remote,
                          args.profile)

@@ -16,11 +16,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ipg.checkpoint import ChunkStore, fingerprint
+from ipg.core.checkpoint import ChunkStore, fingerprint
 from ipg.errors import IPGError
-from ipg.job_params import SamplingSettings
-from ipg.outcomes import accuracy_reward, length_reward
-from ipg.sampling import SamplingConfig, sample_trajectories
+from ipg.config.jobs import SamplingSettings
+from ipg.core.rewards import accuracy_reward, length_reward
+from ipg.core.sampling import SamplingConfig, sample_trajectories
 from ipg.tasks import get_task
 
 TRAJECTORY_COLUMNS = [
@@ -42,7 +42,7 @@ def trajectories_for_prompts(
     store: ChunkStore | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sample and score `n_samples` trajectories for every row of a prepared task frame
-    (resuming from `store`'s saved batches, ipg.checkpoint)."""
+    (resuming from `store`'s saved batches, ipg.core.checkpoint)."""
     from ipg.models.load import render_prompt
 
     task = get_task(task_name)
@@ -162,15 +162,15 @@ def run_sampling(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Load a model and a prepared split, sample G trajectories per prompt, write table + metrics.
-    `sampling`: the typed settings (ipg.job_params.SamplingSettings), used as is.
+    `sampling`: the typed settings (ipg.config.jobs.SamplingSettings), used as is.
 
-    Progress is saved per batch of prompts in `<table_path>.chunks/` (ipg.checkpoint): a
+    Progress is saved per batch of prompts in `<table_path>.chunks/` (ipg.core.checkpoint): a
     killed run resumes from its last saved batch with identical results. device: None / "auto"
-    = ipg.devices.resolve_device's choice; it is part of the checkpoint key (a GPU draws other
+    = ipg.core.devices.resolve_device's choice; it is part of the checkpoint key (a GPU draws other
     random numbers than the CPU: batches of two devices are never mixed)."""
-    from ipg.devices import resolve_device
+    from ipg.core.devices import resolve_device
     from ipg.models.load import load_model
-    from ipg.provenance import provenance
+    from ipg.study.provenance import provenance
     from ipg.tasks.prepare import read_prepared
 
     if not isinstance(sampling, SamplingSettings):

@@ -19,9 +19,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ipg.config_schema import STEERING_GLOBAL_ONLY
+from ipg.config.schema import STEERING_GLOBAL_ONLY
 from ipg.errors import IPGError
-from ipg.job_params import GROUP_ADVANTAGES, SAMPLES_KEY
+from ipg.config.jobs import GROUP_ADVANTAGES, SAMPLES_KEY
 
 
 def _strip_defaults(node: Any) -> Any:
@@ -83,7 +83,7 @@ def check_methods(config: dict[str, Any]) -> None:
     """Every method entry, and every IPG-family entry with each model's and granularity's
     overrides, parsed into its typed config."""
     from ipg.attribution.methods import MethodSpec
-    from ipg.config import method_params, methods_for
+    from ipg.config.study import method_params, methods_for
 
     for name, entry in config["attribution"]["methods"].items():
         try:
@@ -103,7 +103,7 @@ def check_methods(config: dict[str, Any]) -> None:
 def check_group_size(config: dict[str, Any]) -> None:
     """G (samples_per_prompt) >= 2 for every IPG method with a LOO / GRPO advantage."""
     from ipg.attribution.methods import METHODS
-    from ipg.config import method_params, methods_for, sampling_for
+    from ipg.config.study import method_params, methods_for, sampling_for
 
     for i, study in enumerate(config["study"]):
         model = study["model"]
@@ -129,8 +129,8 @@ def check_group_size(config: dict[str, Any]) -> None:
 def check_sensitivity_variants(config: dict[str, Any]) -> None:
     """Every sensitivity variant parsed into its VariantSpec (IPGConfig keys; G vs the LOO /
     GRPO advantage)."""
-    from ipg.config import sensitivity_params, sensitivity_variants
-    from ipg.job_params import VariantSpec
+    from ipg.config.study import sensitivity_params, sensitivity_variants
+    from ipg.config.jobs import VariantSpec
 
     if not config["sensitivity"]["model"]:
         return
@@ -145,8 +145,8 @@ def check_sensitivity_variants(config: dict[str, Any]) -> None:
 def check_job_settings(config: dict[str, Any]) -> None:
     """Every model's sampling and every steering evaluation parsed into the typed params its
     job receives (SamplingSettings, SteeringConfig, SaeSettings)."""
-    from ipg.config import sampling_for, steering_params, steering_targets
-    from ipg.job_params import SaeSettings, SamplingSettings, SteeringConfig
+    from ipg.config.study import sampling_for, steering_params, steering_targets
+    from ipg.config.jobs import SaeSettings, SamplingSettings, SteeringConfig
 
     if any("sae" in e["granularities"] for e in config["study"]):
         try:
@@ -203,7 +203,7 @@ def _sae_layers(config: dict[str, Any], n_layers: int | None) -> list[int] | Non
 def check_sizes(config: dict[str, Any]) -> None:
     """Layers vs depth (sae.layers, method layers) and k vs units, for models of known size."""
     from ipg.attribution.methods import MethodSpec
-    from ipg.config import method_params, methods_for, steering_params, steered_methods
+    from ipg.config.study import method_params, methods_for, steering_params, steered_methods
 
     for i, study in enumerate(config["study"]):
         model = study["model"]

@@ -3,7 +3,7 @@
 - accuracy ("reasoning capability"): 1.0 if the task's grader accepts the extracted answer.
 - length ("reasoning strength"): the number of generated reasoning tokens, i.e. all
   generated tokens except the final end-of-sequence token.
-Advantages built from these rewards live in ipg.rewards.
+Advantages built from these rewards live in ipg.attribution.advantages.
 """
 from __future__ import annotations
 

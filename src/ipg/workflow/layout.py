@@ -3,7 +3,7 @@
 Templates are Snakemake wildcard patterns; `{results}` is the config's `results_dir`.
 `wild(template, results)` fills only `{results}` (for a rule's input/output, the other
 wildcards stay); `path(template, results, **values)` fills all (a concrete target).
-The Snakefile, rules/*.smk, `ipg.targets` (dvc.yaml's stages) and `ipg.report.collect`
+The Snakefile, rules/*.smk, `ipg.workflow.targets` (dvc.yaml's stages) and `ipg.report.collect`
 read their paths from here.
 
 Reports: the default study (config/default.yaml) writes the git-tracked `reports/`; any other

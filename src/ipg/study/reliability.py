@@ -7,7 +7,7 @@ simulated by splitting the pool at random (R repeats) and comparing the two mean
 - spearman: Spearman rank correlation of the two mean-score vectors (over every unit);
 - jaccard: |T_A n T_B| / |T_A u T_B| of their signed top-k sets (largest score first, ties in
   unit order, as ipg.attribution.table.select_units), next to chance_jaccard, the expected
-  overlap of two random k-sets of the same units (ipg.statistics.expected_random_jaccard).
+  overlap of two random k-sets of the same units (ipg.study.statistics.expected_random_jaccard).
 
     split_half(per_prompt, n=16, k=32, repeats=50, seed=0) -> {"spearman": [R], "jaccard": [R]}
     reliability_curve(per_prompt, ns=[4, 8, 16], k=32) -> one row per n (mean and 2.5/97.5 %)
@@ -100,7 +100,7 @@ def reliability_curve(per_prompt: np.ndarray, ns: Sequence[int], k: int, repeats
                       seed: int = 0) -> pd.DataFrame:
     """One row per n (columns CURVE_COLUMNS): mean and 2.5/97.5 percentiles over repeats of
     the split-half Spearman and top-k Jaccard; ns above n_prompts / 2 are an error."""
-    from ipg.statistics import expected_random_jaccard
+    from ipg.study.statistics import expected_random_jaccard
 
     pp = _check(per_prompt, k)
     rows = []
@@ -133,7 +133,7 @@ def whole_split_half(per_prompt: np.ndarray, k: int, repeats: int = 50,
                      seed: int = 0) -> dict[str, Any]:
     """The split-half level of a whole attribution (n = n_prompts // 2 on each side) and the
     Spearman-Brown projection of its Spearman to the full n_prompts (module docstring)."""
-    from ipg.statistics import expected_random_jaccard
+    from ipg.study.statistics import expected_random_jaccard
 
     pp = _check(per_prompt, k)
     half = pp.shape[0] // 2
@@ -190,8 +190,8 @@ def budget_choice(curve: pd.DataFrame, target_jaccard: float) -> dict[str, Any]:
 def write_curve(tables: dict[int, str], ns: Sequence[int], k: int, repeats: int, seed: int,
                 target_jaccard: float, out_csv: str, out_json: str) -> pd.DataFrame:
     """attribution_curve + budget_choice, written atomically (csv; JSON with provenance)."""
-    from ipg.provenance import provenance
-    from ipg.trajectories import write_csv_atomic, write_json_atomic
+    from ipg.study.provenance import provenance
+    from ipg.study.trajectories import write_csv_atomic, write_json_atomic
 
     curve = attribution_curve(tables, ns, k, repeats, seed)
     write_csv_atomic(curve, out_csv)

@@ -8,10 +8,10 @@
     ipg steer --model M --units F --gamma 2 "prompt"   unsteered vs steered completion
     ipg evaluate --model M --task T --attribution F    steering sweep with CIs (held-out)
     ipg check [config] [dvc] [profile]   validate the config, the DVC remote, a Snakemake profile
-    ipg ui / ipg bench SUITE      MLflow UI, benchmarks (these three: ipg.cli_tools)
+    ipg ui / ipg bench SUITE      MLflow UI, benchmarks (these three: ipg.cli.tools)
 
 Commands that load a model take --device (default: $IPG_DEVICE, else a GPU if any, else the
-CPU; ipg.devices). Errors in user input print one line (no traceback) and exit with status 2.
+CPU; ipg.core.devices). Errors in user input print one line (no traceback) and exit with status 2.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ipg.cli_tools import TOOL_COMMANDS
+from ipg.cli.tools import TOOL_COMMANDS
 from ipg.errors import IPGError
-from ipg.scripting import set_offline_env
+from ipg.workflow.scripting import set_offline_env
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
@@ -140,8 +140,8 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling(args: argparse.Namespace) -> Any:
-    """The options' ipg.job_params.SamplingSettings (as a sample_trajectories job gets them)."""
-    from ipg.job_params import SamplingSettings
+    """The options' ipg.config.jobs.SamplingSettings (as a sample_trajectories job gets them)."""
+    from ipg.config.jobs import SamplingSettings
 
     given = dict(samples_per_prompt=args.samples_per_prompt, temperature=args.temperature,
                  max_new_tokens=args.max_new_tokens)
@@ -163,7 +163,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from ipg.models.load import load_model
     from ipg.tasks.prepare import prepare_task
-    from ipg.trajectories import trajectories_for_prompts, write_table_atomic
+    from ipg.study.trajectories import trajectories_for_prompts, write_table_atomic
 
     sampling = _sampling(args)  # bad options: one line before loading anything
     model_dir, chat = resolve_model_dir(args.model)
@@ -185,7 +185,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def check_table_fits(scores: Any, model: Any, sae: Any, path: str) -> None:
     """An attribution table's units must be this model's: its layers exist and each holds the
     model's number of units of the granularity (a table of another model: one line)."""
-    from ipg.components import get_granularity
+    from ipg.core.units import get_granularity
 
     if scores.empty:
         return
@@ -253,9 +253,9 @@ def _steer_args(p: argparse.ArgumentParser) -> None:
 
 @command("steer", "complete a prompt with and without scaling units by gamma (Eq. 4)", _steer_args)
 def cmd_steer(args: argparse.Namespace) -> None:
-    from ipg.intervention import check_gamma, steer
+    from ipg.core.intervention import check_gamma, steer
     from ipg.models.load import load_model, render_prompt
-    from ipg.sampling import SamplingConfig, sample_trajectories
+    from ipg.core.sampling import SamplingConfig, sample_trajectories
 
     check_gamma(args.gamma)
     cfg = SamplingConfig(args.temperature, args.max_new_tokens, 1, args.seed)
@@ -264,7 +264,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
     model, tokenizer = load_model(model_dir, device=args.device)
     sae = None
     if args.sae:
-        from ipg.devices import model_device
+        from ipg.core.devices import model_device
         from ipg.sae import load_sae
 
         sae = [load_sae(d, device=model_device(model)) for d in args.sae]
@@ -291,7 +291,7 @@ def _check_finite_logits(model: Any, tokenizer: Any, prompt: str, gamma: float) 
     """One forward of the prompt under the active steering; non-finite logits -> IPGError."""
     import torch
 
-    from ipg.devices import model_device
+    from ipg.core.devices import model_device
 
     ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model_device(model))
     with torch.no_grad():
@@ -306,7 +306,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--attribution", required=True, help="attribution .parquet of that model and task")
     p.add_argument("--prepared", default=None, help="default: data/prepared/{task}.parquet")
-    # defaults (None): the config schema's steering defaults (ipg.job_params.SteeringConfig)
+    # defaults (None): the config schema's steering defaults (ipg.config.jobs.SteeringConfig)
     p.add_argument("--ks", type=int, nargs="+", default=None, help="default: the schema's (neurons)")
     p.add_argument("--gammas", type=float, nargs="+", default=None, help="default: the schema's")
     p.add_argument("--selections", nargs="+", default=None)
@@ -323,8 +323,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "steering accuracy / length / entropy on held-out prompts, with CIs", _evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ipg.evaluation import run_steering
-    from ipg.job_params import SteeringConfig
+    from ipg.study.steering import run_steering
+    from ipg.config.jobs import SteeringConfig
 
     model_dir, chat = resolve_model_dir(args.model)
     given = dict(ks=args.ks, gammas=args.gammas, selections=args.selections, seeds=args.seeds,
@@ -414,7 +414,7 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     from ipg.attribution.table import write_attribution
     from ipg.models.load import load_model
     from ipg.tasks.prepare import prepare_task
-    from ipg.trajectories import read_trajectories, trajectories_for_prompts
+    from ipg.study.trajectories import read_trajectories, trajectories_for_prompts
 
     entry = {"kind": args.method}
     if args.method == "ipg":
@@ -435,7 +435,7 @@ def cmd_attribute(args: argparse.Namespace) -> None:
             sampling.sampler(args.seed))
     sae = None
     if args.granularity == "sae":
-        from ipg.devices import model_device
+        from ipg.core.devices import model_device
         from ipg.sae import load_sae
         from ipg.sae.run import sae_dirs
 
@@ -451,7 +451,7 @@ def cmd_attribute(args: argparse.Namespace) -> None:
         write_attribution(att, args.out, str(Path(args.out).with_suffix(".json")))
 
 
-for _name, _help, _add_args, _func in TOOL_COMMANDS:  # ui, check, bench (ipg.cli_tools)
+for _name, _help, _add_args, _func in TOOL_COMMANDS:  # ui, check, bench (ipg.cli.tools)
     command(_name, _help, _add_args)(_func)
 
 

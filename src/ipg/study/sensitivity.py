@@ -8,19 +8,19 @@ quadrature): attribute the same trajectories once per variant and compare with t
 
 A variant is IPGConfig keys plus `max_samples_per_prompt` (G: only the first G samples of
 each prompt, by sample_id, are attributed; the leave-one-out advantage needs G >= 2), parsed
-once into an ipg.job_params.VariantSpec (at DAG-build time for the workflow's jobs). The
+once into an ipg.config.jobs.VariantSpec (at DAG-build time for the workflow's jobs). The
 summary columns (`SUMMARY_COLUMNS`), per variant:
 
 - spearman: Spearman rank correlation of the variant's unit scores with the base's
   (scipy.stats.spearmanr over every unit; NaN when either score vector is constant);
-- jaccard_topk: |A n B| / |A u B| of the signed top-k sets (ipg.statistics.jaccard), next
+- jaccard_topk: |A n B| / |A u B| of the signed top-k sets (ipg.study.statistics.jaccard), next
   to chance_jaccard, the expected overlap of two random k-sets of the same units;
 - completeness_residual: the run's pooled residual sum_x |sum_i IPG_ix - delta_x| / sum_x |delta_x|
   (ipg.attribution.completeness: the study's one figure of merit, the one max_residual bounds);
 - wall_seconds: the attribution's own wall time (model loading excluded);
 - params: the variant's keys that differ from the base (JSON), n_prompts_nonzero_advantage;
 - retest_spearman_half, retest_jaccard_half, retest_spearman_full_sb: the base run's own retest
-  level (ipg.reliability.whole_split_half on its per-prompt scores: two disjoint halves of its
+  level (ipg.study.reliability.whole_split_half on its per-prompt scores: two disjoint halves of its
   prompts; the Spearman-Brown projection to the full prompt set). The variants share the base's
   prompts, so a variant agreeing with the base less than the base's halves agree with each other
   moves the ranking more than drawing new prompts does. NaN without per-prompt scores.
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ipg.errors import IPGError
-from ipg.job_params import SAMPLES_KEY, VariantSpec
+from ipg.config.jobs import SAMPLES_KEY, VariantSpec
 
 SUMMARY_COLUMNS = ["variant", "params", "n_units", "top_k", "spearman", "jaccard_topk",
                    "chance_jaccard", "completeness_residual", "wall_seconds",
@@ -63,8 +63,8 @@ def run_variant(model_dir: str | os.PathLike, trajectories_path: str | os.PathLi
     from ipg.attribution.methods import run_spec
     from ipg.attribution.table import write_attribution
     from ipg.models.load import load_model
-    from ipg.provenance import provenance
-    from ipg.trajectories import read_trajectories
+    from ipg.study.provenance import provenance
+    from ipg.study.trajectories import read_trajectories
 
     trajectories = read_trajectories(trajectories_path)
     if variant.max_samples_per_prompt is not None:
@@ -98,7 +98,7 @@ def compare(base: pd.DataFrame, other: pd.DataFrame, top_k: int) -> dict[str, fl
     from scipy.stats import spearmanr
 
     from ipg.attribution.table import select_units
-    from ipg.statistics import expected_random_jaccard, jaccard
+    from ipg.study.statistics import expected_random_jaccard, jaccard
 
     a, b = base.set_index("unit")["score"], other.set_index("unit")["score"]
     if set(a.index) != set(b.index):
@@ -142,7 +142,7 @@ def summarize_sensitivity(runs: Mapping[str, tuple[str | os.PathLike, str | os.P
 
 def _retest_level(att: Any, top_k: int) -> dict[str, float]:
     """The base run's split-half retest level (NaN with fewer than 2 prompts)."""
-    from ipg.reliability import whole_split_half
+    from ipg.study.reliability import whole_split_half
 
     nan = float("nan")
     pp = att.per_prompt
@@ -158,8 +158,8 @@ def _retest_level(att: Any, top_k: int) -> dict[str, float]:
 def write_summary(runs: Mapping[str, tuple[str, str]], top_k: int, out_csv: str | os.PathLike,
                   metrics_path: str | os.PathLike | None = None) -> pd.DataFrame:
     """summarize_sensitivity, written atomically as csv (+ a JSON with the rows and provenance)."""
-    from ipg.provenance import provenance
-    from ipg.trajectories import write_csv_atomic, write_json_atomic
+    from ipg.study.provenance import provenance
+    from ipg.study.trajectories import write_csv_atomic, write_json_atomic
 
     summary = summarize_sensitivity(runs, top_k)
     write_csv_atomic(summary, out_csv)

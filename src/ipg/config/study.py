@@ -2,17 +2,17 @@
 
 The schema (workflow/schemas/config.schema.yaml) gives every key a description and a
 default. `validate_config` reads Snakemake's `--config` strings as YAML and fills defaults
-(ipg.config_schema), rejects unknown keys and wrong types (against the schema file assembled
-with the keys the code declares: ipg.config_checks.study_schema), checks model / task /
+(ipg.config.schema), rejects unknown keys and wrong types (against the schema file assembled
+with the keys the code declares: ipg.config.checks.study_schema), checks model / task /
 granularity names against the registries, then every nested entry and cross-constraint
-(ipg.config_checks.check_deep), raising `IPGError` with one line that names the key and the
+(ipg.config.checks.check_deep), raising `IPGError` with one line that names the key and the
 fix. `load_config` reads a file strictly (a duplicate key is an error).
 
 The rest reads the validated config for the rules: targets of each stage, and the params of
 one job (`method_params`, `steering_params` with ks / deletion_ks resolved per granularity,
 `sensitivity_params` for one estimator variant of the sensitivity stage, `cross_task_targets`
 and `cross_task_k` for the cross-task overlap stage). The rules parse these dicts into the
-jobs' typed params (ipg.attribution.methods.MethodSpec, ipg.job_params) at DAG-build time, and
+jobs' typed params (ipg.attribution.methods.MethodSpec, ipg.config.jobs) at DAG-build time, and
 pass the dicts along only as the params rerun trigger's record (rules/common.smk).
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any
 
 import jsonschema
 
-from ipg.config_schema import load_schema, load_yaml_strict, normalise_config, one_line
+from ipg.config.schema import load_schema, load_yaml_strict, normalise_config, one_line
 from ipg.errors import IPGError
 
 
 def validate_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a config dict in place-safe fashion and return it with defaults filled."""
-    from ipg.config_checks import check_deep, study_schema
+    from ipg.config.checks import check_deep, study_schema
 
     schema = study_schema(schema or load_schema())
     config = normalise_config(config, schema)
@@ -267,7 +267,7 @@ def steering_params(config: dict[str, Any], model: str, method: str,
             params = _merge_overrides(params, entry.get("steering", {}))
     params["ks"] = per_granularity(params["ks"], granularity)
     params["deletion_ks"] = per_granularity(params.get("deletion_ks"), granularity)
-    from ipg.config_checks import n_units_of
+    from ipg.config.checks import n_units_of
 
     n_units = n_units_of(config, model, granularity, per_layer=bool(params.get("per_layer")))
     if n_units is not None:  # the curve ends at all units: larger deletion ks are left out
@@ -305,7 +305,7 @@ def _exploratory_and_controls(config: dict[str, Any], method: str, params: dict[
 def needs_means(params: dict[str, Any]) -> bool:
     """Whether an evaluation with these steering params needs the units' mean activations
     (mode mean, or the extra mean-ablation condition): then its rule reads the trajectories."""
-    from ipg.job_params import SteeringConfig
+    from ipg.config.jobs import SteeringConfig
 
     return SteeringConfig.from_dict(params).needs_means
 

@@ -1,6 +1,6 @@
 """Snakemake targets of each study stage, read from a config (used by dvc.yaml's stages).
 
-    python -m ipg.targets trajectories [--configfile config/default.yaml]
+    python -m ipg.workflow.targets trajectories [--configfile config/default.yaml]
 
 The config is --configfile, else the IPG_CONFIG environment variable, else config/default.yaml
 (dvc.yaml passes its `config` var both here and to snakemake's --configfile).
@@ -11,11 +11,11 @@ import argparse
 import os
 from typing import Any
 
-from ipg.config import (
+from ipg.config.study import (
     attribution_targets, cross_task_on, cross_task_targets, load_config, model_task_pairs,
     models_in_study, sensitivity_targets, steering_targets, transfer_targets,
 )
-from ipg import layout as L
+from ipg.workflow import layout as L
 from ipg.errors import IPGError
 
 DEFAULT_CONFIG = "config/default.yaml"
@@ -23,7 +23,7 @@ STAGES = ("prepared", "models", "trajectories", "attribution", "steering", "anal
 
 
 def stage_targets(config: dict[str, Any], stage: str, study: str = "default") -> list[str]:
-    """The stage's targets (paths from ipg.layout); `study`: the config's name (L.study_name)."""
+    """The stage's targets (paths from ipg.workflow.layout); `study`: the config's name (L.study_name)."""
     results = config["results_dir"]
     pairs = model_task_pairs(config)
     # the cross-task stage may attribute a studied model on tasks outside the study
@@ -65,7 +65,7 @@ def main() -> None:
         study = config.get("study_name") or L.study_name([args.configfile])
         print(" ".join(stage_targets(config, args.stage, study)))
     except IPGError as exc:  # one line for dvc's log, not a traceback
-        raise SystemExit(f"ipg.targets: error: {exc}") from None
+        raise SystemExit(f"ipg.workflow.targets: error: {exc}") from None
 
 
 if __name__ == "__main__":

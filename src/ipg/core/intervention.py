@@ -8,11 +8,11 @@ for every unit i in `units`, at every position, in every forward while the conte
 (prompt encoding and every generated token, since the sampler calls the model's forward).
 gamma > 1 enhances, 0 <= gamma < 1 suppresses, gamma = 0 ablates (to zero, or to the
 dataset mean m in mode "mean"). For SAE latents the edit keeps the SAE's reconstruction
-error: x <- x + W_dec[P]^T (f'_P - f_P) (ipg.components.SAELatents.write). For layers, h is
+error: x <- x + W_dec[P]^T (f'_P - f_P) (ipg.core.units.SAELatents.write). For layers, h is
 what block l adds to the residual stream: out <- in + gamma (out - in) (gamma = 0 skips the
 block; mode "mean": out <- in + m + gamma (out - in - m)).
 
-The hook plumbing is ipg.components (scale_units, edit_activations); this module adds the
+The hook plumbing is ipg.core.units (scale_units, edit_activations); this module adds the
 input checks, the mean mode, dataset means of units (`activation_means` over given inputs,
 `trajectory_means` over a trajectory table: the study's m, every real position of the
 model's attribution trajectories) and the check that a unit set selected on one model fits
@@ -24,7 +24,7 @@ import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
-from ipg.components import Granularity, edit_activations, get_granularity, parse_unit, scale_units
+from ipg.core.units import Granularity, edit_activations, get_granularity, parse_unit, scale_units
 from ipg.errors import IPGError
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def _mean_fns(gran: Granularity, by_layer: dict[int, list[int]], units: list[str
 
     if means is None:
         raise IPGError("mode 'mean' needs means= (unit -> dataset mean); compute them with "
-                       "ipg.intervention.activation_means")
+                       "ipg.core.intervention.activation_means")
     if not isinstance(means, Mapping):
         means = list(means)
         if len(means) != len(units):
@@ -181,7 +181,7 @@ def trajectory_means(
     """The m of mode "mean" for every unit of a granularity: its mean activation over every
     real position (prompt and generated tokens, padding excluded) of every trajectory of a
     trajectory table (the model's attribution trajectories), read through the granularity
-    as the attribution methods read it (ipg.components; the same mean as IPG's baseline
+    as the attribution methods read it (ipg.core.units; the same mean as IPG's baseline
     'mean' with positions 'all'). One unmodified forward per prompt (its G samples as one
     batch); unit -> [unit_dim] float64."""
     from ipg.attribution.reference import activation_stats

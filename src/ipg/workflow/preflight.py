@@ -1,6 +1,6 @@
 """Checks `make study` runs before Snakemake: its arguments, and a lock left by a killed run.
 
-    python -m ipg.preflight [SNAKEMAKE ARGS...]
+    python -m ipg.workflow.preflight [SNAKEMAKE ARGS...]
 
 - `--configfile` takes every following word as a config file, so a target placed after it (or
   a missing file) made Snakemake print a traceback: here it is one line naming the file.

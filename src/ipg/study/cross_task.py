@@ -1,16 +1,16 @@
 """Cross-task overlap of selected units (the paper's Fig. 4b; config: cross_task).
 
 For one model, each (granularity, method) has one attribution table per task. Each table
-selects its signed top-k units (`ipg.evaluation_summary.selected_sets`); every unordered task
+selects its signed top-k units (`ipg.study.steering_summary.selected_sets`); every unordered task
 pair gets the Jaccard overlap J(A, B) = |A n B| / |A u B| of its two sets and `chance`, the
 expected Jaccard of two independent uniformly random k-sets of the same n units
-(`ipg.statistics.expected_random_jaccard`, via `ipg.evaluation_summary.jaccard_table`). J well
+(`ipg.study.statistics.expected_random_jaccard`, via `ipg.study.steering_summary.jaccard_table`). J well
 above chance means the method picks the same units whatever the task.
 
 results/cross_task/{model}.csv: granularity, method, task_a, task_b, k, n_units, n_common,
 jaccard, chance, zero_scores (True when a table's scores are all 0, e.g. no prompt with a
 nonzero advantage: its "top-k" is the table's order, not an attribution), and the retest level
-(ipg.reliability.retest_vs_cross, from the tables' per-prompt scores; NaN without them): at
+(ipg.study.reliability.retest_vs_cross, from the tables' per-prompt scores; NaN without them): at
 `half` prompts per side (half the smaller prompt set), cross_jaccard_half is the Jaccard
 between a random half of task A's prompts and one of task B's, retest_jaccard_half the mean
 Jaccard of two disjoint halves of the same task (A's and B's). Chance is the floor, the retest
@@ -58,7 +58,7 @@ def _per_prompt(table: Any, units: list[str]):
 
 
 def _retest(tables: Mapping[str, Any], a: str, b: str, k: int, units: list[str]) -> dict[str, Any]:
-    from ipg.reliability import retest_vs_cross
+    from ipg.study.reliability import retest_vs_cross
 
     pa, pb = _per_prompt(tables[a], units), _per_prompt(tables[b], units)
     if pa is None or pb is None:
@@ -72,7 +72,7 @@ def overlap_rows(tables: Mapping[str, Any], k: int, granularity: str, method: st
     """{task: attribution table} of one (granularity, method) -> one row per task pair.
     The tables must score the same units (the same model and granularity); k is capped at
     their number."""
-    from ipg.evaluation_summary import jaccard_table, selected_sets
+    from ipg.study.steering_summary import jaccard_table, selected_sets
 
     if len(tables) < 2:
         raise IPGError(f"cross-task overlap of {method} / {granularity} needs two tasks or more, "

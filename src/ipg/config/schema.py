@@ -3,7 +3,7 @@
 workflow/schemas/config.schema.yaml gives every key a description and a default.
 `normalise_config` turns what Snakemake's `--config` hands over into what the same YAML in a
 config file would give, then fills the schema's defaults; `one_line` words a jsonschema error
-as the single line ipg.config.validate_config raises.
+as the single line ipg.config.study.validate_config raises.
 
 Snakemake (snakemake/cli.py `parse_config`) tries int, float, True/False, then
 `yaml.load(value, Loader=BaseLoader)` on each `--config key=value`: the BaseLoader keeps every
@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
@@ -148,7 +148,7 @@ STEERING_GLOBAL_ONLY = ("methods", "control_method", "deletion_methods", "method
 
 
 def steering_defaults(schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The defaults of one steering evaluation called on its own (ipg.job_params.SteeringConfig
+    """The defaults of one steering evaluation called on its own (ipg.config.jobs.SteeringConfig
     .from_dict: `ipg evaluate`), read from the schema, the one place they are defined: the steering keys'
     defaults with ks for neurons, the sampling section's temperature / max_new_tokens, and
     no deletion curve / temperature control (the study sets them per granularity / method)."""

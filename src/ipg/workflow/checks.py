@@ -3,10 +3,10 @@
 Each check either returns a short "ok" line or raises the one-line IPGError of the module
 that owns it, so a bad setup is reported in a second, before Snakemake or DVC start:
 
-    config   the study config validates against the schema (ipg.config.load_config)
-    dvc      the project's DVC remote is defined and its local folder exists (ipg.dvc_check)
+    config   the study config validates against the schema (ipg.config.study.load_config)
+    dvc      the project's DVC remote is defined and its local folder exists (ipg.workflow.dvc_remote)
     profile  the Snakemake profile's executor plugin is installed, no conda it cannot find,
-             a GPU for every rule that runs a model, no capped threads (ipg.profiles)
+             a GPU for every rule that runs a model, no capped threads (ipg.workflow.profiles)
 
 `run_checks` runs the chosen ones and returns one (name, ok, line) per check, never stopping
 at the first failure, so one call lists everything that needs fixing.
@@ -24,7 +24,7 @@ DEFAULTS = {"configfile": "config/default.yaml", "dvc_root": ".", "profile": "pr
 
 
 def check_config(configfile: str | os.PathLike) -> str:
-    from ipg.config import load_config, models_in_study, model_task_pairs
+    from ipg.config.study import load_config, models_in_study, model_task_pairs
 
     try:
         config = load_config(configfile)
@@ -36,7 +36,7 @@ def check_config(configfile: str | os.PathLike) -> str:
 
 
 def check_dvc(dvc_root: str | os.PathLike, remote: str | None = None) -> str:
-    from ipg.dvc_check import check_remote
+    from ipg.workflow.dvc_remote import check_remote
 
     found = check_remote(dvc_root, remote)
     if found is None:
@@ -46,7 +46,7 @@ def check_dvc(dvc_root: str | os.PathLike, remote: str | None = None) -> str:
 
 
 def check_snakemake_profile(profile: str | os.PathLike) -> str:
-    from ipg.profiles import BUILTIN_EXECUTORS, check_profile, gpu_rules
+    from ipg.workflow.profiles import BUILTIN_EXECUTORS, check_profile, gpu_rules
 
     executor = check_profile(profile)
     rules_dir = Path(profile).resolve().parent.parent / "rules"

@@ -5,7 +5,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from ipg.config import config_hash
+from ipg.config.study import config_hash
 
 _LIBRARIES = ("torch", "transformers", "numpy", "pandas", "ipg")
 

@@ -1,5 +1,5 @@
 """The typed params of the workflow's jobs besides the method entries (those are
-ipg.attribution.methods.MethodSpec), torch-free: ipg.config builds them once at DAG-build time
+ipg.attribution.methods.MethodSpec), torch-free: ipg.config.study builds them once at DAG-build time
 from the validated config, Snakemake pickles them into each job's script, and the job's code
 uses them as is; the CLI builds the same objects from its options.
 
@@ -58,7 +58,7 @@ def _positive_int(value: Any, key: str, what: str, allow_none: bool = False) -> 
 
 @lru_cache(maxsize=1)
 def _sampling_defaults() -> dict[str, Any]:
-    from ipg.config_schema import load_schema
+    from ipg.config.schema import load_schema
 
     props = load_schema()["properties"]["sampling"]["properties"]
     return {k: v["default"] for k, v in props.items() if k != "seeds"} | {"n_prompts": None}
@@ -66,7 +66,7 @@ def _sampling_defaults() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _steering_defaults() -> dict[str, Any]:
-    from ipg.config_schema import steering_defaults
+    from ipg.config.schema import steering_defaults
 
     return steering_defaults()
 
@@ -94,8 +94,8 @@ class SamplingSettings:
         return _from_dict(cls, values, _sampling_defaults, "sampling")
 
     def sampler(self, seed: int) -> Any:
-        """The sampler's ipg.sampling.SamplingConfig for one seed."""
-        from ipg.sampling import SamplingConfig
+        """The sampler's ipg.core.sampling.SamplingConfig for one seed."""
+        from ipg.core.sampling import SamplingConfig
 
         return SamplingConfig(temperature=float(self.temperature),
                               max_new_tokens=self.max_new_tokens,
@@ -104,7 +104,7 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class SteeringConfig:
-    """One steering evaluation (ipg.evaluation.run_steering): the selections x ks x gammas
+    """One steering evaluation (ipg.study.steering.run_steering): the selections x ks x gammas
     grid steered in `mode`, per sampling seed, G samples per held-out prompt; the deletion
     curve's ks, mean ablation and the temperature control; the sampler's temperature,
     max_new_tokens and prompts_per_batch. Keys as the schema's `steering` section."""
@@ -135,7 +135,7 @@ class SteeringConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SteeringConfig":
-        """The keys given, the others the schema's defaults (ipg.config_schema.steering_defaults)."""
+        """The keys given, the others the schema's defaults (ipg.config.schema.steering_defaults)."""
         return _from_dict(cls, values, _steering_defaults, "steering")
 
     @property
@@ -149,7 +149,7 @@ class SteeringConfig:
 
 @lru_cache(maxsize=1)
 def _sae_defaults() -> dict[str, Any]:
-    from ipg.config_schema import load_schema
+    from ipg.config.schema import load_schema
 
     props = load_schema()["properties"]["sae"]["properties"]
     return {k: v["default"] for k, v in props.items()}
@@ -186,7 +186,7 @@ class SaeSettings:
 
 
 # What a steering job's unsteered and temperature-control rows depend on (besides the model,
-# prompts, task and chat): ipg.evaluation.run_unsteered samples them once per model x task.
+# prompts, task and chat): ipg.study.steering.run_unsteered samples them once per model x task.
 UNSTEERED_SETTINGS = ("seeds", "samples_per_prompt", "n_prompts", "prompts_per_batch",
                       "temperature", "max_new_tokens")
 

@@ -1,4 +1,4 @@
-"""Advantages (ipg.rewards) against their closed forms."""
+"""Advantages (ipg.attribution.advantages) against their closed forms."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ipg.errors import IPGError
-from ipg.rewards import advantages, group_rewards
+from ipg.attribution.advantages import advantages, group_rewards
 
 
 def test_loo_matches_definition_and_scaled_centering() -> None:

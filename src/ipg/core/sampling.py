@@ -9,7 +9,7 @@ control of the evaluation matches (a steered model vs the unsteered one at a low
 
 Speed: each prompt is encoded once and its KV cache repeated for its G samples; finished
 sequences are dropped from the batch as soon as they emit an end-of-sequence token.
-Interventions (ipg.intervention) act through forward hooks, so they apply here unchanged.
+Interventions (ipg.core.intervention) act through forward hooks, so they apply here unchanged.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from ipg.checkpoint import ChunkStore, run_chunks
+from ipg.core.checkpoint import ChunkStore, run_chunks
 from ipg.errors import IPGError
 
 

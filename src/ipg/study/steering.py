@@ -13,11 +13,11 @@ On the held-out prompts, sampled at the trajectories' temperature (never greedy)
   deletion_ks and 0) and, with mean_ablation, the signed top-k of every k replaced by its
   mean activation (selection "mean_ablation", mode "mean", gamma 0): the means are taken
   over every position (prompt and generated tokens) of the model's attribution trajectories
-  (ipg.intervention.trajectory_means).
+  (ipg.core.intervention.trajectory_means).
 - `transfer` (a set selected on one model steering another of the same architecture),
   `run_steering` (the Snakemake entry point).
 - `summarize`, `entropy_matched`, `selected_sets`, `jaccard_table` live in
-  ipg.evaluation_summary (no model needed).
+  ipg.study.steering_summary (no model needed).
 
 Rows (`ROW_COLUMNS`, one per condition x seed x prompt): condition, selection ("none" for
 the baseline, "temperature" for the control, "deletion" / "mean_ablation" for the extra
@@ -37,12 +37,12 @@ import numpy as np
 import pandas as pd
 
 from ipg.errors import IPGError
-from ipg.intervention import check_transfer, steer
-from ipg.evaluation_summary import (
+from ipg.core.intervention import check_transfer, steer
+from ipg.study.steering_summary import (
     BASELINE, METRICS, ROW_COLUMNS, _scores, entropy_matched, summarize,
 )
-from ipg.job_params import UNSTEERED_SETTINGS, SteeringConfig
-from ipg.sampling import SamplingConfig
+from ipg.config.jobs import UNSTEERED_SETTINGS, SteeringConfig
+from ipg.core.sampling import SamplingConfig
 
 
 def _check_prompts(prompts: pd.DataFrame) -> None:
@@ -59,7 +59,7 @@ def _check_prompts(prompts: pd.DataFrame) -> None:
 class _Runner:
     """Samples one condition (unit set, gamma, temperature) for every seed; caches repeats.
 
-    With a `store` (ipg.checkpoint; its key covers the model, prompts and params), each
+    With a `store` (ipg.core.checkpoint; its key covers the model, prompts and params), each
     condition x seed sampler call is one saved chunk, named by (mode, units, gamma, seed,
     temperature): a rerun loads it instead of sampling. Each call seeds its own generators
     from its seed, so the rows are identical whether or not a run was interrupted."""
@@ -68,7 +68,7 @@ class _Runner:
                  samples_per_prompt: int, sampling: SamplingConfig | None, sae: Any,
                  mode: str, means: Any, progress: bool, store: Any = None) -> None:
         _check_prompts(prompts)
-        self.store = store  # ipg.checkpoint.ChunkStore or None
+        self.store = store  # ipg.core.checkpoint.ChunkStore or None
         self.model, self.tokenizer, self.task, self.chat = model, tokenizer, task, chat
         self.prompts = prompts.reset_index(drop=True)
         self.G, self.cfg = int(samples_per_prompt), sampling or SamplingConfig()
@@ -81,7 +81,7 @@ class _Runner:
     def metrics(self, units: Sequence[str], gamma: float, seed: int,
                 temperature: float | None = None) -> pd.DataFrame:
         """Per-prompt means over the G samples: [prompt_id, accuracy, length, entropy, truncated]."""
-        from ipg.trajectories import trajectories_for_prompts
+        from ipg.study.trajectories import trajectories_for_prompts
 
         t = self.cfg.temperature if temperature is None else float(temperature)
         key = (frozenset(units), float(gamma) if units else 1.0, seed, t)
@@ -257,18 +257,18 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     (gamma grid, deletion curve, mean ablation, temperature control), and write the rows
     (parquet), the summary (csv) and the config + provenance (JSON; default
     `{out_parquet without .parquet}.json`), each atomically. Returns the summary. `params`:
-    the typed steering settings (ipg.job_params.SteeringConfig), used as is.
+    the typed steering settings (ipg.config.jobs.SteeringConfig), used as is.
     `trajectories_path` (the steered model's attribution trajectories) gives the units' mean
     activations for mode 'mean' and mean_ablation. `unsteered_path`: run_unsteered's rows of
     the same model and task; where its settings equal this job's, the unsteered and
     temperature-control conditions are read from it instead of sampled again (the same seeds
-    give the same rows). device: None / "auto" = ipg.devices.resolve_device's choice; part of
+    give the same rows). device: None / "auto" = ipg.core.devices.resolve_device's choice; part of
     the checkpoint key (no cross-device resume)."""
     from ipg.attribution.table import read_attribution
-    from ipg.devices import resolve_device
+    from ipg.core.devices import resolve_device
     from ipg.models.load import load_model
-    from ipg.provenance import provenance
-    from ipg.trajectories import write_csv_atomic, write_json_atomic, write_table_atomic
+    from ipg.study.provenance import provenance
+    from ipg.study.trajectories import write_csv_atomic, write_json_atomic, write_table_atomic
 
     if not isinstance(params, SteeringConfig):
         raise IPGError(f"run_steering takes a SteeringConfig (SteeringConfig.from_dict(params)), "
@@ -297,12 +297,12 @@ def run_steering(model_dir: str, prepared_path: str, attribution_path: str, task
     start = time.perf_counter()
     means = None
     if wants_means:
-        from ipg.intervention import trajectory_means
-        from ipg.trajectories import read_trajectories
+        from ipg.core.intervention import trajectory_means
+        from ipg.study.trajectories import read_trajectories
 
         means = trajectory_means(model, read_trajectories(trajectories_path), granularity, sae)
     G = p.samples_per_prompt
-    from ipg.checkpoint import ChunkStore, fingerprint  # one chunk per condition x seed
+    from ipg.core.checkpoint import ChunkStore, fingerprint  # one chunk per condition x seed
 
     store = ChunkStore.for_output(out_parquet, fingerprint(
         [model_dir, prepared_path, attribution_path, *sae_dirs, *([trajectories_path] if
@@ -374,12 +374,12 @@ def run_unsteered(model_dir: str, prepared_path: str, task: str, chat: bool,
     of `params.control_temperatures` (selection "temperature"), sampled once for every steering
     job of this model and task (run_steering(unsteered_path=...) reads them). Writes the rows
     (parquet) and the settings + provenance (JSON), atomically; resumable per seed x temperature
-    (ipg.checkpoint). Returns the rows."""
-    from ipg.checkpoint import ChunkStore, fingerprint
-    from ipg.devices import resolve_device
+    (ipg.core.checkpoint). Returns the rows."""
+    from ipg.core.checkpoint import ChunkStore, fingerprint
+    from ipg.core.devices import resolve_device
     from ipg.models.load import load_model
-    from ipg.provenance import provenance
-    from ipg.trajectories import write_json_atomic, write_table_atomic
+    from ipg.study.provenance import provenance
+    from ipg.study.trajectories import write_json_atomic, write_table_atomic
 
     if not isinstance(params, SteeringConfig):
         raise IPGError(f"run_unsteered takes a SteeringConfig, got {type(params).__name__}")
