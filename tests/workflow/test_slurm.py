@@ -85,11 +85,13 @@ def comparable(path: Path):
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
-    """Every table and JSON result under data/ and results/ (not wall-clock tables)."""
+    """Every table and JSON result under data/ and results/ (not wall-clock tables, and not
+    results/tracking/: its record names the run's own MLflow store and run ids)."""
     return {p.relative_to(workdir).as_posix(): p
             for folder in ("data", "results") for p in sorted((workdir / folder).rglob("*"))
             if p.is_file() and p.suffix in (".parquet", ".csv", ".json")
-            and not RUN_MEASURE.search(p.stem) and "walltime" not in p.stem}
+            and not RUN_MEASURE.search(p.stem) and "walltime" not in p.stem
+            and not p.relative_to(workdir).as_posix().startswith("results/tracking/")}
 
 
 def close(got, want) -> bool:
