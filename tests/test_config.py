@@ -242,7 +242,7 @@ def test_exploratory_switch_and_control_selections():
     config["steering"].update(exploratory=True, mean_ablation=True)
     on = steering_params(config, "organism", "random_s4", "neurons")
     assert on["gammas"] == [0.0, 0.5, 2.0, 5.0] and on["deletion_ks"] and on["mean_ablation"]
-    assert on["n_prompts"] == 512 and on["seeds"] == [0, 1]
+    assert on["n_prompts"] == 640 and on["seeds"] == [0, 1]
 
 
 def test_transfer_methods_filter_and_typo() -> None:
