@@ -192,3 +192,17 @@ def test_a_failing_bench_keeps_the_rows_measured_before_it(tmp_path, monkeypatch
                               log=lambda s: None)
     frame = pd.read_csv(csv)
     assert set(frame["bench"]) == {"chunk_time", "chunk_best"}  # measured before the failure
+
+
+def test_adaptive_cost_previous_settings_and_their_count() -> None:
+    """--previous parses granularity={settings}; a bad item fails in one line; the fixed count
+    is m x passes x prompts with an advantage (separate: one pass per layer)."""
+    from ipg.bench.adaptive_cost import _fixed_points, parse_previous
+
+    prev = parse_previous(["layers={baseline: mean, multilayer: separate, m: 128}"])
+    assert prev == {"layers": {"baseline": "mean", "multilayer": "separate", "m": 128}}
+    with pytest.raises(SystemExit, match="expected granularity="):
+        parse_previous(["layers"])
+    metrics = {"layers": [0, 1, 2, 3], "path_points_per_prompt": {"a": 65, "b": 0, "c": 17}}
+    assert _fixed_points({"m": 32, "multilayer": "joint"}, metrics) == 2 * 32
+    assert _fixed_points({**prev["layers"]}, metrics) == 2 * 128 * 4

@@ -210,3 +210,18 @@ def test_rebuild_replaces_and_unknown_name(tmp_path) -> None:
     assert _leftovers(tmp_path) == []
     with pytest.raises(UnknownNameError, match="unknown model 'gpt-5'"):
         build_model("gpt-5", tmp_path / "gpt-5")
+
+
+def test_find_model_dir_and_card_name(tmp_path) -> None:
+    """A folder is taken as is, a name is looked up under <results>/models/, neither gives None;
+    the card's name wins over the default."""
+    from ipg.models.built import card_name, find_model_dir
+
+    built = tmp_path / "results" / "models" / "organism"
+    built.mkdir(parents=True)
+    assert find_model_dir(str(built)) == built
+    assert find_model_dir("organism", str(tmp_path / "results")) == built
+    assert find_model_dir("nope", str(tmp_path / "results")) is None
+    assert card_name(built, "fallback") == "fallback"
+    (built / "model_card.json").write_text('{"name": "organism-v2"}')
+    assert card_name(built, "fallback") == "organism-v2"

@@ -9,6 +9,12 @@ depend on the machine.
 Rows (one per study attribution): path points and pooled completeness residual of the fixed
 and the adaptive run, and each one's relative L1 distance of the mean scores to the reference,
 ||S - S_ref||_1 / ||S_ref||_1.
+
+`--previous 'layers={baseline: mean, multilayer: separate, m: 128}'` adds the same job under
+earlier fixed settings of a granularity (here: the settings before a layer was its block's
+update), run side by side: its path points, pooled residual and CPU time (`previous_*`; equal
+to the fixed run's where no setting changed). The last line sums the fixed and the previous
+path points over the rows.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from ipg.config import study as cfgmod
 from ipg.attribution.ipg import IPGConfig, attribute
@@ -65,6 +72,19 @@ def _fixed_points(ipg: dict[str, Any], adaptive_metrics: dict[str, Any]) -> int:
     return cfg.m * passes * n
 
 
+def parse_previous(items: list[str]) -> dict[str, dict[str, Any]]:
+    """'granularity={yaml mapping}' items -> {granularity: IPG settings that replace the job's}."""
+    out = {}
+    for item in items:
+        gran, _, text = item.partition("=")
+        settings = yaml.safe_load(text) if text else None
+        if not gran or not isinstance(settings, dict):
+            raise SystemExit(f"--previous {item!r}: expected granularity={{key: value, ...}}, "
+                             "e.g. 'layers={baseline: mean, multilayer: separate, m: 128}'")
+        out[gran] = settings
+    return out
+
+
 def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
                                                  dict[str, pd.DataFrame], dict[str, list[str]]]:
     """The benches' inputs from their shared options: the validated config, model folders
@@ -99,8 +119,12 @@ def main() -> None:
     ap.add_argument("--counts-only", action="store_true",
                     help="run the adaptive rule only; the fixed rule's count is m per prompt with "
                          "an advantage and pass (deterministic)")
+    ap.add_argument("--previous", nargs="*", default=[],
+                    help="granularity={IPG settings}: also run each job under these earlier "
+                         "settings (see the module docstring)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    previous = parse_previous(a.previous)
     torch.set_num_threads(1)
     from ipg.models.load import load_model
     config, model_dirs, tables, sae_dirs = load_inputs(a)
@@ -136,9 +160,26 @@ def main() -> None:
                         "ref_residual": ref.metrics["completeness_residual"],
                         "fixed_vs_ref_l1": _dist(fixed, ref),
                         "adaptive_vs_ref_l1": _dist(adaptive, ref), "fixed_cpu_s": t_fixed})
+        if gran in previous:
+            old = {**ipg, **previous[gran]}
+            row["previous_rule"] = ", ".join(f"{k}={v}" for k, v in previous[gran].items())
+            if a.counts_only:
+                row["previous_points"] = _fixed_points(old, am)
+            else:
+                prev, t_prev = _run(model, table, gran, old, sae)
+                assert prev.metrics["path_points"] == _fixed_points(old, am)
+                row.update({"previous_points": prev.metrics["path_points"],
+                            "previous_residual": prev.metrics["completeness_residual"],
+                            "previous_cpu_s": t_prev})
+        elif previous:
+            row["previous_points"] = row["fixed_points"]
         print(row, flush=True)
         rows.append(row)
         pd.DataFrame(rows).to_csv(a.out, index=False)
+    if previous and rows:
+        fixed, prev = sum(r["fixed_points"] for r in rows), sum(r["previous_points"] for r in rows)
+        print(f"path points summed over {len(rows)} jobs: fixed {fixed}, previous {prev}, "
+              f"fixed / previous {fixed / prev:.3f}", flush=True)
 
 
 if __name__ == "__main__":

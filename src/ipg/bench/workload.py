@@ -15,11 +15,9 @@
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -101,18 +99,16 @@ def neuron_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def _load_built(spec: str, results_dir: str) -> tuple[nn.Module, str]:
+    from ipg.models.built import card_name, find_model_dir
     from ipg.models.load import load_model
 
-    path = Path(spec)
-    if not path.exists():
-        path = Path(results_dir) / "models" / spec
-    if not path.exists():
+    path = find_model_dir(spec, results_dir)
+    if path is None:
         raise IPGError(
             f"bench model '{spec}' is neither a folder, a built model under {results_dir}/models/, "
             f"nor one of {', '.join(RANDOM_MODELS)}")
     model, _ = load_model(path)
-    card = path / "model_card.json"
-    label = json.loads(card.read_text()).get("name", path.name) if card.exists() else path.name
+    label = card_name(path, path.name)
     return model.requires_grad_(False).eval(), label
 
 

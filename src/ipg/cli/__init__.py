@@ -41,19 +41,15 @@ def command(name: str, help_text: str, add_args: Callable[[argparse.ArgumentPars
 def resolve_model_dir(model: str, results_dir: str = "results") -> tuple[Path, bool]:
     """A model name (built under results/models/) or a path -> (folder, uses chat template)."""
     from ipg.models import MODELS
+    from ipg.models.built import card_name, find_model_dir
 
-    path = Path(model)
-    if not path.exists():
-        path = Path(results_dir) / "models" / model
-    if not path.exists():
+    path = find_model_dir(model, results_dir)
+    if path is None:
         raise IPGError(
             f"model '{model}' is neither a folder nor built under {results_dir}/models/; "
             f"build it with `ipg build --model {model}` or `snakemake {results_dir}/models/{model}`"
         )
-    name = model
-    card = path / "model_card.json"
-    if card.exists():
-        name = json.loads(card.read_text()).get("name", model)
+    name = card_name(path, model)
     chat = MODELS.get(name).chat if name in MODELS else True
     return path, chat
 
