@@ -206,3 +206,26 @@ def test_adaptive_cost_previous_settings_and_their_count() -> None:
     metrics = {"layers": [0, 1, 2, 3], "path_points_per_prompt": {"a": 65, "b": 0, "c": 17}}
     assert _fixed_points({"m": 32, "multilayer": "joint"}, metrics) == 2 * 32
     assert _fixed_points({**prev["layers"]}, metrics) == 2 * 128 * 4
+
+
+def test_adaptive_cost_sums_a_studys_recorded_path_points(tmp_path) -> None:
+    """--from-results: every metrics JSON with path_points counts; the previous count is m x
+    passes x prompts with an advantage for the overridden granularity, unchanged elsewhere."""
+    import json
+
+    from ipg.bench.adaptive_cost import study_path_points
+
+    layers = {"granularity": "layers", "layers": [0, 1, 2], "config": {"m": 32},
+              "path_points": 64, "path_points_per_prompt": {"a": 32, "b": 0, "c": 32}}
+    neurons = {"granularity": "neurons", "path_points": 96, "config": {"m": 32}}
+    (tmp_path / "attribution" / "m").mkdir(parents=True)
+    (tmp_path / "attribution" / "m" / "ipg.json").write_text(json.dumps(layers))
+    (tmp_path / "attribution" / "m" / "n.json").write_text(json.dumps(neurons))
+    (tmp_path / "attribution" / "m" / "act.json").write_text(json.dumps({"kind": "act"}))
+    table = study_path_points(tmp_path, {"layers": {"multilayer": "separate", "m": 128}})
+    assert sorted(table["job"]) == ["attribution/m/ipg", "attribution/m/n"]
+    row = table.set_index("job").loc["attribution/m/ipg"]
+    assert (row["path_points"], row["previous_points"]) == (64, 2 * 128 * 3)
+    assert table.set_index("job").loc["attribution/m/n", "previous_points"] == 96
+    with pytest.raises(SystemExit, match="no attribution metrics"):
+        study_path_points(tmp_path / "attribution" / "empty_nowhere", {})

@@ -15,12 +15,19 @@ earlier fixed settings of a granularity (here: the settings before a layer was i
 update), run side by side: its path points, pooled residual and CPU time (`previous_*`; equal
 to the fixed run's where no setting changed). The last line sums the fixed and the previous
 path points over the rows.
+
+`--from-results results --previous ...` runs nothing: it sums the path points every finished
+attribution of a study recorded (each `results/**/*.json` with `path_points`: attribution,
+sensitivity, reliability, cross-task) against the count of the earlier settings on the same
+prompts (m x passes x prompts with an advantage, deterministic).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +92,32 @@ def parse_previous(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def study_path_points(results_dir: str | Path,
+                      previous: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per recorded attribution under `results_dir`: its path points and the count
+    under `previous` settings of its granularity (equal where none are given)."""
+    rows = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(metrics, dict) or "path_points" not in metrics:
+            continue
+        gran = metrics.get("granularity")
+        now = int(metrics["path_points"])
+        prev = now
+        if gran in previous:
+            settings = {"m": metrics.get("config", {}).get("m", IPGConfig.m), **previous[gran]}
+            prev = _fixed_points(settings, metrics)
+        rows.append({"job": str(path.relative_to(results_dir).with_suffix("")),
+                     "granularity": gran, "path_points": now, "previous_points": prev})
+    if not rows:
+        raise SystemExit(f"--from-results {results_dir}: no attribution metrics with path_points; "
+                         "run the study first (make study)")
+    return pd.DataFrame(rows)
+
+
 def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
                                                  dict[str, pd.DataFrame], dict[str, list[str]]]:
     """The benches' inputs from their shared options: the validated config, model folders
@@ -107,8 +140,10 @@ def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="config/default.yaml")
-    ap.add_argument("--models", nargs="+", required=True, help="name=model_dir")
-    ap.add_argument("--trajectories", nargs="+", required=True, help="name=parquet")
+    ap.add_argument("--models", nargs="+", default=[], help="name=model_dir")
+    ap.add_argument("--trajectories", nargs="+", default=[], help="name=parquet")
+    ap.add_argument("--from-results", default=None,
+                    help="a study's results folder: sum its recorded path points (runs nothing)")
     ap.add_argument("--sae", nargs="*", default=[], help="name=sae_dir (one per SAE layer)")
     ap.add_argument("--only", nargs="*", default=None, help="job names to run (default: all)")
     ap.add_argument("--tol", type=float, default=IPGConfig.tol)
@@ -125,6 +160,16 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     previous = parse_previous(a.previous)
+    if a.from_results:
+        table = study_path_points(a.from_results, previous)
+        table.to_csv(a.out, index=False)
+        now, prev = table["path_points"].sum(), table["previous_points"].sum()
+        print(table.groupby("granularity")[["path_points", "previous_points"]].sum().to_string())
+        print(f"path points summed over {len(table)} attributions: now {now}, previous {prev}, "
+              f"now / previous {now / prev:.3f}", flush=True)
+        return
+    if not a.models or not a.trajectories:
+        raise SystemExit("--models and --trajectories are required unless --from-results is given")
     torch.set_num_threads(1)
     from ipg.models.load import load_model
     config, model_dirs, tables, sae_dirs = load_inputs(a)
