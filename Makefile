@@ -36,9 +36,12 @@ study: venv
 	@# dvc.lock of the default study's outputs (dvc.yaml): `dvc status` clean, `dvc push` pushes
 	$(if $(SMK_ARGS),@echo "dvc.lock: skipped (SMK_ARGS given; dvc.yaml describes the default study)",$(BIN)/python -m ipg.workflow.dvc_lock)
 
-# ruff (pyproject.toml [tool.ruff]) first: a lint error stops before the suite runs.
+# ruff (pyproject.toml [tool.ruff]) first: a lint error stops before the suite runs. The suite
+# runs on PYTEST_WORKERS pytest-xdist processes; --dist loadgroup keeps the tests that share the
+# CI study fixture on one of them (tests/conftest.py). PYTEST_ARGS=-n0 runs it in one process.
+PYTEST_WORKERS ?= 2
 test: venv lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check --quiet .

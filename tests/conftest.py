@@ -14,6 +14,50 @@ for _key, _value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                      "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}.items():
     os.environ.setdefault(_key, _value)
 
+# `make test` runs the suite on pytest-xdist workers (`-n 2 --dist loadgroup`). Every test that
+# reads one of these session fixtures runs on ONE worker, so the fixture is built once per run, not
+# once per worker. fixture -> the test files that read it (rootdir-relative): the scheduler below
+# only sees node ids, and collection stops with one line if a test elsewhere reads the fixture.
+# (xdist's own `xdist_group` marks are not used: pytest-xdist 3.8.0 puts the group into the node id,
+# which pytest 9.2 no longer reads, so the marks are silently ignored: pytest-xdist issue #1386.)
+ONE_WORKER_FIXTURES: dict[str, tuple[str, ...]] = {
+    "finished_study": ("tests/workflow/test_workflow.py", "tests/workflow/test_rerun_scope.py",
+                       "tests/workflow/test_interrupt.py", "tests/workflow/test_slurm.py"),
+}
+
+
+def one_worker_group(nodeid: str) -> str | None:
+    """The fixture whose tests run on one worker that the test `nodeid` belongs to, else None."""
+    path = nodeid.split("::", 1)[0]
+    return next((fixture for fixture, files in ONE_WORKER_FIXTURES.items() if path in files), None)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        path = item.path.relative_to(config.rootpath).as_posix()
+        for fixture, files in ONE_WORKER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and path not in files:
+                raise pytest.UsageError(
+                    f"{item.nodeid} reads the session fixture {fixture!r}, but {path} is not listed in "
+                    f"ONE_WORKER_FIXTURES[{fixture!r}] (tests/conftest.py): add it there so that "
+                    f"pytest-xdist runs it on the worker that builds the fixture")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unused when xdist is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadgroup, plus one work unit per ONE_WORKER_FIXTURES entry. xdist hands out the
+    largest unit first (the 7 tests of finished_study; every other test is a unit of its own), so
+    one worker starts the CI study at once while the other runs the rest of the suite."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FixtureGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return one_worker_group(nodeid) or super()._split_scope(nodeid)
+
+    return FixtureGroupScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def tiny_qwen2():

@@ -40,7 +40,7 @@ def test_lock_pins_the_required_stack():
     lock = lock_versions()
     for name in ["snakemake", "torch", "transformers", "datasets", "mlflow", "dvc", "pandas",
                  "pyarrow", "seaborn", "safetensors", "tqdm", "gguf", "accelerate",
-                 "reasoning-gym", "champ-dataset", "math-verify", "pytest", "eai-sparsify",
+                 "reasoning-gym", "champ-dataset", "math-verify", "pytest", "pytest-xdist", "eai-sparsify",
                  "captum", "snakemake-executor-plugin-slurm",
                  "snakemake-executor-plugin-kubernetes", "setuptools"]:
         assert name in lock, f"{name} missing from requirements.lock"
