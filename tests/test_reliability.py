@@ -137,3 +137,22 @@ def test_curve_files_report_table_and_figure(tmp_path):
         (att_dir / f"ipg.{ext}").write_bytes((tmp_path / f"G4.{ext}").read_bytes())
     retest = load_retest(load_attributions(tmp_path / "results"), lambda m, g: 500)
     assert len(retest) == 1 and retest["k"].iloc[0] == n_units and retest["half"].iloc[0] == 16
+
+
+def test_reliability_figure_when_spearman_is_undefined_everywhere(tmp_path) -> None:
+    """Constant scores in every split leave Spearman NaN at every n and G (a tiny study): the
+    figure still draws (the log axis is kept for the panel that has data) and says why the other
+    panel is empty, instead of failing the report."""
+    import pandas as pd
+
+    from ipg.report import figures_reliability as frel
+    from ipg.report.plotting import setup
+
+    setup()
+    frame = pd.DataFrame([{"model": "m", "task": "t", "granularity": "neurons", "G": g, "n": n,
+                           "k": 2, "spearman": float("nan"), "spearman_lo": float("nan"),
+                           "spearman_hi": float("nan"), "jaccard": 1.0, "jaccard_lo": 1.0,
+                           "jaccard_hi": 1.0, "chance_jaccard": 0.001}
+                          for g in (2, 4) for n in (2, 4)])
+    out = frel.reliability_curves(frame, tmp_path / "fig.png")
+    assert out.exists() and out.stat().st_size > 0

@@ -54,18 +54,24 @@ def reliability_curves(reliability: pd.DataFrame, path: Path, target: float | No
     for (g, label), ax in axes.items():
         column = next(c for c, lab in PANELS if lab == label)
         sub = frame[frame["group"] == g]
-        for gval, rows in sub.groupby("G"):
+        defined = sub[sub[column].notna()]  # Spearman is undefined where a half's scores are constant
+        for gval, rows in defined.groupby("G"):
             rows = rows.sort_values("n")
             ax.plot(rows["n"], rows[column], marker="o", label=f"G = {int(gval)}")
             ax.fill_between(rows["n"], rows[f"{column}_lo"], rows[f"{column}_hi"], alpha=0.2)
+        if defined.empty:
+            ax.text(0.5, 0.5, "undefined at every n and G\n(a half's scores are constant)",
+                    ha="center", va="center", transform=ax.transAxes, fontsize=8)
         if column == "jaccard":
             ax.axhline(float(sub["chance_jaccard"].mean()), color="grey", ls=":", lw=1,
                        label="chance")
             if target is not None:
                 ax.axhline(target, color="tab:red", ls="--", lw=1, label=f"target {target:g}")
             ax.set_title(f"{g}\n{label} (k = {int(sub['k'].iloc[0])})", fontsize=9)
-        ax.set_xscale("log", base=2)
-        ax.set_ylim(min(0.0, float(sub[f"{column}_lo"].min())), 1.0)
+        if not defined.empty:  # a log axis needs data
+            ax.set_xscale("log", base=2)
+        lowest = defined[f"{column}_lo"].min()
+        ax.set_ylim(min(0.0, float(lowest)) if pd.notna(lowest) else 0.0, 1.0)
         ax.set_xlabel("attribution prompts per half (n)")
         ax.set_ylabel(label.split(" of ")[0])
     legend_below(fig, list(axes.values()))  # under the panels: a legend inside hid the curves
