@@ -149,7 +149,14 @@ def make_repo(repo: Path) -> Path:
     (repo / DVC_CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
     text = (repo / "dvc.yaml").read_text()
     assert CONFIG_VAR in text
-    (repo / "dvc.yaml").write_text(text.replace(CONFIG_VAR, f"  - config: {DVC_CONFIG}"))
+    text = text.replace(CONFIG_VAR, f"  - config: {DVC_CONFIG}")
+    # a config other than the default reports under {results_dir}/reports/{study_name or its
+    # file's stem}/ (ipg.workflow.layout): the report stage's outs follow it, as dvc.yaml says
+    reports = f"{cfg['results_dir']}/reports/{cfg.get('study_name') or Path(DVC_CONFIG).stem}"
+    for out in ("report.md", "tables", "figures"):
+        assert f"      - reports/{out}:" in text, out
+        text = text.replace(f"      - reports/{out}:", f"      - {reports}/{out}:")
+    (repo / "dvc.yaml").write_text(text)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "workflow")
