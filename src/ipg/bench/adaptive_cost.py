@@ -118,6 +118,12 @@ def study_path_points(results_dir: str | Path,
     return pd.DataFrame(rows)
 
 
+def print_ratio(now: int, previous: int, n: int, what: str) -> None:
+    """The summary line: summed path points today vs under the previous settings."""
+    print(f"path points summed over {n} {what}: now {now}, previous {previous}, "
+          f"now / previous {now / previous:.3f}", flush=True)
+
+
 def load_inputs(a: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str],
                                                  dict[str, pd.DataFrame], dict[str, list[str]]]:
     """The benches' inputs from their shared options: the validated config, model folders
@@ -163,10 +169,9 @@ def main() -> None:
     if a.from_results:
         table = study_path_points(a.from_results, previous)
         table.to_csv(a.out, index=False)
-        now, prev = table["path_points"].sum(), table["previous_points"].sum()
         print(table.groupby("granularity")[["path_points", "previous_points"]].sum().to_string())
-        print(f"path points summed over {len(table)} attributions: now {now}, previous {prev}, "
-              f"now / previous {now / prev:.3f}", flush=True)
+        print_ratio(table["path_points"].sum(), table["previous_points"].sum(), len(table),
+                    "attributions")
         return
     if not a.models or not a.trajectories:
         raise SystemExit("--models and --trajectories are required unless --from-results is given")
@@ -222,9 +227,8 @@ def main() -> None:
         rows.append(row)
         pd.DataFrame(rows).to_csv(a.out, index=False)
     if previous and rows:
-        fixed, prev = sum(r["fixed_points"] for r in rows), sum(r["previous_points"] for r in rows)
-        print(f"path points summed over {len(rows)} jobs: fixed {fixed}, previous {prev}, "
-              f"fixed / previous {fixed / prev:.3f}", flush=True)
+        print_ratio(sum(r["fixed_points"] for r in rows), sum(r["previous_points"] for r in rows),
+                    len(rows), "jobs")
 
 
 if __name__ == "__main__":
