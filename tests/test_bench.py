@@ -11,7 +11,7 @@ import torch
 from ipg.bench.attribution import COLUMNS, meets
 
 BENCHES = {"chunk_time", "chunk_best", "overhead_vs_backprop", "overhead_agreement",
-           "completeness_residual",
+           "score_rounding", "completeness_residual",
            "captum_ratio", "captum_agreement", "naive_speedup", "naive_agreement",
            "shared_prompt_speedup", "peak_memory", "memory_exponent", "matmul_gflops",
            "flops_fraction", "quadrature_points", "quadrature_residual", "quadrature_seconds",
@@ -43,6 +43,16 @@ def test_quick_bench_has_every_bench_with_finite_positive_values(quick) -> None:
     assert png.is_file() and png.stat().st_size > 10_000
 
 
+def test_the_new_pass_rounds_no_worse_than_the_old(quick) -> None:
+    """Both passes' float32 scores against the float64 reference: small, and the new one within
+    its target (twice the old pass's rounding)."""
+    frame, _ = quick
+    rows = frame[frame["bench"] == "score_rounding"]
+    assert len(rows) == 4  # chunk 1 and best, new and old
+    assert (rows["value"] < 1e-4).all(), rows[["variant", "value"]]
+    assert rows["meets_target"].dropna().astype(bool).all(), rows[["variant", "value", "target"]]
+
+
 def test_naive_and_captum_agree_with_the_engine(quick) -> None:
     frame, _ = quick
     for bench in ("naive_agreement", "captum_agreement", "completeness_residual"):
@@ -70,13 +80,14 @@ def test_naive_loop_equals_engine_in_float64() -> None:
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_legacy_engine_runs_the_old_pass_and_restores_the_new(temperature) -> None:
     """The bench's pre-issue-16 pass (ipg.bench.legacy): swapped in and out by identity; its
-    scores equal the new pass's bitwise at T = 1 (same arithmetic) and to float rounding at
-    T != 1 (the new pass divides the hidden state, not the logits)."""
+    scores equal the new pass's to float rounding (the new pass takes the down-projection's
+    output on the path as y - (1 - alpha) dy, and divides the hidden state by T, not the
+    logits); bitwise at T = 1 where the new pass runs the down-projection too (a hooked one)."""
     import ipg.attribution.ipg as engine
     from ipg.attribution import path, surrogate
     from ipg.attribution.ipg import IPGConfig, attribute
     from ipg.bench import legacy
-    from ipg.bench.workload import bench_model, synthetic_table
+    from ipg.bench.workload import bench_model, neuron_modules, synthetic_table
 
     model, _ = bench_model("random-qwen2-tiny")
     table = synthetic_table(model.config.vocab_size, n_traj=2, prompt_len=5, gen_len=6, seed=1)
@@ -90,10 +101,16 @@ def test_legacy_engine_runs_the_old_pass_and_restores_the_new(temperature) -> No
     assert engine.sequence_logprobs is surrogate.sequence_logprobs
     assert engine.PathHooks is path.PathHooks
     assert abs(old).max() > 0
-    if temperature == 1.0:
-        assert (new == old).all()
-    else:
-        assert abs(new - old).max() <= 1e-5 * abs(old).max()
+    assert abs(new - old).max() <= 1e-5 * abs(old).max()
+    assert (new != old).any()  # the linear route's arithmetic differs from the old pass's
+    if temperature == 1.0:  # a hooked down_proj runs: the old arithmetic, bitwise
+        handles = [mod.register_forward_hook(lambda *_: None) for mod in neuron_modules(model)]
+        try:
+            hooked = attribute(model, table, "neurons", cfg, progress=False).per_prompt[0]
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert (hooked == old).all()
 
 
 def test_meets_parses_targets() -> None:

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -209,3 +211,84 @@ def test_joint_diff_kept_per_chunk_gives_the_same_bits(qwen, monkeypatch) -> Non
     kept = _frozen_grads(qwen, lambda: run(False))
     rebuilt = _frozen_grads(qwen, lambda: run(True))
     assert torch.equal(kept, rebuilt) and kept.abs().max() > 0
+
+
+def _consumers(model, gran_name: str) -> list[torch.nn.Module]:
+    gran = get_granularity(gran_name, model)
+    return [gran.module(layer) for layer in gran.select_layers(None)]
+
+
+@pytest.mark.parametrize("gran_name", ["neurons", "heads"])
+@pytest.mark.parametrize("variant", [{}, {"positions": "generated", "baseline": "mean"},
+                                     {"quadrature": "adaptive", "tol": 1e-3, "m_max": 17},
+                                     {"checkpoint_layers": True}])
+def test_linear_route_equals_the_route_through_the_module(qwen, gran_name, variant) -> None:
+    """Joint mode: the consumer's output on the path, y - (1 - alpha) dy, and its IG terms
+    (a - a') * ((sum_k g_k) W) equal running the consumer (down_proj / o_proj) on every path
+    point; a consumer with a hook of its own is run (the route through the module); a plain
+    one runs only in the recording forward."""
+    from ipg.attribution.ipg import IPGConfig, attribute
+    from tiny_models import sample_table
+
+    table = sample_table(qwen, n_prompts=2, seed=5)
+    cfg = IPGConfig(m=6, chunk=3, max_residual=None, **variant)
+    consumers = _consumers(qwen, gran_name)
+    calls = [0]
+
+    def counted(module):
+        own = module.forward
+
+        def forward(x):
+            calls[0] += 1
+            return own(x)
+        return forward
+
+    def run(config):
+        calls[0] = 0
+        for module in consumers:  # an instance-level forward keeps the module a plain nn.Linear
+            module.forward = counted(module)
+        try:
+            return attribute(qwen, table, gran_name, config, progress=False), calls[0]
+        finally:
+            for module in consumers:
+                del module.forward
+
+    linear, n_calls = run(cfg)
+    if "quadrature" not in variant:  # the consumers run in no path forward: not more with m
+        assert n_calls == run(dataclasses.replace(cfg, m=12))[1] > 0
+    handles = [module.register_forward_hook(lambda *_: None) for module in consumers]
+    try:
+        through = attribute(qwen, table, gran_name, cfg, progress=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    np.testing.assert_allclose(linear.per_prompt, through.per_prompt, rtol=1e-9,
+                               atol=1e-12 * np.abs(through.per_prompt).max())
+    assert np.abs(linear.per_prompt).max() > 0
+    assert linear.metrics["path_points"] == through.metrics["path_points"]
+
+
+def test_linear_route_under_bf16_autocast_stays_close(qwen) -> None:
+    """Under bf16 autocast the route computes y and dy in float32 (the module would round
+    its output to bf16): scores stay within bf16 rounding of the route through the module."""
+    from ipg.attribution.ipg import IPGConfig, attribute
+    from tiny_models import sample_table
+
+    model = tiny_model_float32(qwen)
+    table = sample_table(model, n_prompts=2, seed=5)
+    cfg = IPGConfig(m=6, chunk=3, max_residual=None, autocast="bfloat16")
+    consumers = _consumers(model, "neurons")
+    linear = attribute(model, table, "neurons", cfg, progress=False).per_prompt
+    handles = [module.register_forward_hook(lambda *_: None) for module in consumers]
+    try:
+        through = attribute(model, table, "neurons", cfg, progress=False).per_prompt
+    finally:
+        for handle in handles:
+            handle.remove()
+    scale = np.abs(through).max()
+    assert scale > 0
+    assert np.abs(linear - through).max() <= 2e-2 * scale
+
+
+def tiny_model_float32(model):
+    return copy.deepcopy(model).float()

@@ -16,15 +16,15 @@ the objective, so the accumulator holds sum_k w_k (a - a') * g_k = IPG (Eq. 2).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ipg.attribution.execution import layers_checkpointed
-from ipg.attribution.surrogate import wide
+from ipg.attribution.surrogate import plain_linear, wide
 from ipg.attribution.tap import tap
-from ipg.core.units import Granularity, edit_activations
+from ipg.core.units import Granularity, computed_dtype, edit_activations, placeholder
 
 Mode = Literal["joint", "onthefly"]
 
@@ -35,11 +35,14 @@ class PathHooks:
     def __init__(self, gran: Granularity, layers: list[int], base: dict[int, Tensor]) -> None:
         self.gran, self.layers, self.base = gran, layers, base  # base[l]: a' [units, unit_dim]
         self.recorded: dict[int, Tensor] = {}  # hooked x on the unmodified forward [G, pos, ...]
+        self.recorded_out: dict[int, Tensor] = {}  # its linear consumer's output [G, pos, out]
         self.acc: dict[int, Tensor] = {}  # [units] float32 (float64 for a float64 model)
         # per_point: each backward stores its rows' terms [b, units] in `points` instead of
         # adding them to acc (adaptive quadrature re-weights every node: quadrature.py)
         self.per_point = False
         self.points: dict[int, Tensor] = {}
+        # linear route (_linear_terms): layer -> (mask, a - a', y, dy) of the current recording
+        self._linear_cache: dict[int, tuple[Tensor | None, Tensor, Tensor, Tensor]] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -50,15 +53,30 @@ class PathHooks:
     @contextmanager
     def record(self) -> Iterator[None]:
         """Store every selected layer's hooked tensor (detached) on an unmodified forward."""
-        self.recorded = {}
+        self.recorded, self.recorded_out = {}, {}
+        self._linear_cache = {}
 
         def make(layer: int):
             def fn(x: Tensor) -> None:
                 self.recorded[layer] = x.detach()
             return fn
 
-        with edit_activations(self.gran, {l: make(l) for l in self.layers}):
-            yield
+        def make_out(layer: int):
+            def fn(module: nn.Module, args: tuple, out: Tensor) -> None:
+                self.recorded_out[layer] = out.detach()
+            return fn
+
+        # the output of a plain linear module fed by the hooked tensor: y = W a + b of the
+        # linear route (_linear_terms), recorded by the forward that computes it anyway
+        linear = {l: self.gran.module(l) for l in self.layers
+                  if self.gran.hook == "pre" and plain_linear(self.gran.module(l))}
+        handles = [module.register_forward_hook(make_out(l)) for l, module in linear.items()]
+        try:
+            with edit_activations(self.gran, {l: make(l) for l in self.layers}):
+                yield
+        finally:
+            for handle in handles:
+                handle.remove()
 
     @contextmanager
     def interpolate(
@@ -80,8 +98,12 @@ class PathHooks:
         # joint mode with a reshape-only write never reads x's values (a comes from the
         # recording): the module computing x (for neurons, the MLP's gate and up) is skipped
         skip = mode == "joint" and type(self.gran).write is Granularity.write
-        with edit_activations(self.gran, {l: self._hook(l, alpha, mask, mode, grad) for l in layers},
-                              skip_producer=skip):
+        fns = {l: self._hook(l, alpha, mask, mode, grad) for l in layers}
+        # ... and where x feeds a plain linear module, that module too (its output on the
+        # path is linear in alpha: _linear_path)
+        outputs = {l: self._linear_output(l, alpha, mask, grad, fns[l]) for l in layers
+                   if skip and plain_linear(self.gran.module(l))}
+        with edit_activations(self.gran, fns, skip_producer=skip, outputs=outputs):
             yield
 
     def _hook(self, layer: int, alpha: Tensor | float, mask: Tensor | None, mode: Mode, grad: bool):
@@ -156,6 +178,90 @@ class PathHooks:
         del diff
         return a_path.reshape(x.shape).to(x.dtype)
 
+    def _linear_output(self, layer: int, alpha: Tensor | float, mask: Tensor | None, grad: bool,
+                       fallback: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        """producer input [b, pos, ...] -> y_alpha = W (a' + alpha (a - a')) + bias, the output
+        of the linear module fed by the hooked tensor, without running that module on the b rows.
+
+        In joint mode a and a' are fixed, so y_alpha = y - (1 - alpha) dy with y = W a + bias
+        and dy = W (a - a') (times the position mask), both computed on the G recorded rows
+        once per pass (_linear_terms). The gradient tap sits on y_alpha: dPhi/da_alpha = g W, so the chunk's
+        IG terms sum_k (a - a') * (g_k W) = (a - a') * ((sum_k g_k) W): one G-row matmul per
+        chunk in place of the module's backward on every path point (docs/method.md, "Cost of
+        one pass"). Equal to the route through the module up to float rounding."""
+        linear = self.gran.module(layer)
+
+        def fn(h: Tensor) -> Tensor:
+            out_dtype = computed_dtype(h)
+            rec = self.recorded[layer]
+            if mask is not None and mask.shape[0] != rec.shape[0]:  # rows per path point
+                return linear(fallback(placeholder(h, rec.shape[-1])))
+            diff, y, dy = self._linear_terms(layer, linear, mask, h)
+            g_rows, reps = y.shape[0], h.shape[0] // y.shape[0]
+            if isinstance(alpha, Tensor):
+                a4 = alpha.to(y.dtype).view(reps, g_rows, 1, 1)
+                y_path = (y - (1 - a4) * dy).flatten(0, 1)  # [b, pos, out]
+            else:
+                y_path = y - (1 - alpha) * dy
+                if reps > 1:
+                    y_path = y_path.repeat(reps, 1, 1)
+            del y, dy
+            if grad:
+                if layers_checkpointed():
+                    cb = lambda g, l=layer: self._accumulate_linear(  # noqa: E731
+                        l, self._joint_diff(l, mask)[1], reps, g)
+                else:
+                    cb = lambda g, l=layer, d=diff: self._accumulate_linear(l, d, reps, g)  # noqa: E731
+                y_path = tap(y_path, cb)
+            del diff
+            return y_path.to(out_dtype)
+
+        return fn
+
+    def _linear_terms(self, layer: int, linear: nn.Linear, mask: Tensor | None, h: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        """((a - a') * mask [G, pos, units, unit_dim], y = W a + b, dy = W (a - a') * mask
+        [G, pos, out]) from the recording, float32 (float64 for a float64 model).
+
+        All three are computed once per recording and mask and reused by every forward of the
+        pass (the alpha = 0 forward and every chunk; a chunk's backward holds them anyway),
+        unless the decoder layers are checkpointed: there they are rebuilt in each forward
+        (and (a - a') in the backward), so that nothing per layer outlives the recomputation
+        that bounds memory."""
+        cached = self._linear_cache.get(layer)
+        if cached is not None and cached[0] is mask:
+            return cached[1:]
+        a, diff = self._joint_diff(layer, mask)  # [G, pos, units, unit_dim]
+        with torch.no_grad(), _no_autocast(h):  # weights are frozen: y and dy carry no graph
+            weight = linear.weight.to(a.dtype)
+            bias = None if linear.bias is None else linear.bias.to(a.dtype)
+            if layer in self.recorded_out:  # the recording's own output of the module
+                y = wide(self.recorded_out[layer])
+                y_base = nn.functional.linear(self.base[layer].flatten().to(a.dtype), weight, bias)
+                dy = y - y_base  # W a' + b: one row (a' is the same at every position)
+                if mask is not None:
+                    dy = dy * _rows(mask, y.shape[0]).to(y.dtype).unsqueeze(-1)
+            else:
+                y = nn.functional.linear(a.flatten(2), weight, bias)  # [G, pos, out]
+                dy = nn.functional.linear(diff.flatten(2), weight)
+        if not layers_checkpointed():
+            self._linear_cache[layer] = (mask, diff, y, dy)
+        return diff, y, dy
+
+    def _accumulate_linear(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
+        """IG terms from dPhi/dy [reps * G, pos, out] at the linear module's output: the
+        gradient at its input is g W (diff [G, pos, units, unit_dim])."""
+        acc = self.acc[layer]
+        weight = self.gran.module(layer).weight.to(acc.dtype)  # [out, in]
+        g4 = g.to(acc.dtype).view(reps, diff.shape[0], *g.shape[1:])  # [reps, G, pos, out]
+        diff = diff.to(acc.dtype)
+        if self.per_point:  # every path point's own terms: the matmul on all rows
+            grad_in = (g4 @ weight).view(reps, *diff.shape)
+            self.points[layer] = (grad_in * diff).sum(dim=(2, 4)).flatten(0, 1)  # [reps * G, units]
+            return
+        grad_in = (g4.sum(0) @ weight).view(diff.shape)  # sum over path points first
+        self.acc[layer] = acc + (grad_in * diff).sum(dim=(0, 1, 3))
+
     def _accumulate_joint(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
         # diff [G, ...] is shared by the reps path points of the batch: sum over them in one go
         acc = self.acc[layer]
@@ -177,6 +283,11 @@ class PathHooks:
     def scores(self) -> Tensor:
         """The accumulated IPG of every unit, layers concatenated in order: [n_units]."""
         return torch.cat([self.acc[l] for l in self.layers])
+
+
+def _no_autocast(h: Tensor):
+    """A block where matmuls run in their inputs' dtype (float32 accumulators stay float32)."""
+    return torch.autocast(h.device.type, enabled=False)
 
 
 def _rows(mask: Tensor, b: int) -> Tensor:

@@ -178,7 +178,7 @@ def _linear_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, temperat
     return _scaled(wide(nn.functional.linear(hidden, weight, bias)), temperature)
 
 
-def _plain_linear(head: nn.Module) -> bool:
+def plain_linear(head: nn.Module) -> bool:
     """An unhooked nn.Linear: its logits may be computed from its weights directly."""
     return type(head) is nn.Linear and not (
         head._forward_hooks or head._forward_pre_hooks or head._backward_hooks)
@@ -188,7 +188,7 @@ def _chunk_logprobs(
     hidden: Tensor, targets: Tensor, head: nn.Module, temperature: float
 ) -> Tensor:
     """log pi(target | hidden) [b, s] from hidden [b, s, d]; logits >= float32 [b, s, vocab]."""
-    if _plain_linear(head):
+    if plain_linear(head):
         logits = _linear_logits(_flat(hidden), head.weight, head.bias, temperature)
     else:
         logits = _scaled(wide(head(_flat(hidden))), temperature)
@@ -262,7 +262,7 @@ def _amp_state(device_type: str) -> tuple[str, torch.dtype | None]:
 def _fused_head(head: nn.Module) -> bool:
     """True for a frozen, unhooked nn.Linear LM head (else: checkpointed autograd)."""
     return (
-        _plain_linear(head)
+        plain_linear(head)
         and not head.weight.requires_grad
         and (head.bias is None or not head.bias.requires_grad)
     )

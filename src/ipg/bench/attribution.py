@@ -4,7 +4,8 @@ On one batch of synthetic trajectories (ipg.bench.workload) of each model, in on
   1. overhead:  IPG time / (m plain frozen-weight forward + backward passes)      <= 1.0
                 (SmolLM2-sized: <= 0.9 at chunk 1, <= 0.6 at the best chunk, issue 16), with
                 the same ratios of the pass before issue 16 (ipg.bench.legacy) timed in the
-                same interleaved rounds, and the two engines' scores compared
+                same interleaved rounds, the two engines' scores compared, and each one's
+                float32 rounding against the scores of a float64 copy of the model
   2. naive:     a per-(path point, token) loop (ipg.bench.naive) / IPG            >= 20, and
                 their scores agree (an independent correctness check)
   3. captum:    IPG / captum LayerIntegratedGradients (best internal_batch_size)  <= 1
@@ -168,7 +169,7 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
     fns = {1: _engine(model, table, m, 1), best: _engine(model, table, m, best),
            "plain": lambda: plain_passes(model, batch, m)}
     if "overhead" in on:
-        _overhead_rows(fns, shape, best, profile, row)
+        _overhead_rows(fns, shape, best, profile, row, _float64_reference(model, table, m))
         if profile.overhead_wide:  # where the old fixed 32 MiB budget recomputed the softmax
             shape_w = profile.overhead_wide
             table_w, m_w = table_of(shape_w), shape_w[3]
@@ -176,7 +177,7 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
             batch_w = dense_batch(table_w)
             _overhead_rows({1: _engine(model, table_w, m_w, 1), c_w: _engine(model, table_w, m_w, c_w),
                             "plain": lambda: plain_passes(model, batch_w, m_w)},
-                           shape_w, c_w, profile, row)
+                           shape_w, c_w, profile, row, _float64_reference(model, table_w, m_w))
         att = fns[1]()  # the timed configuration (zero baseline, small m): not the study's accuracy
         row("completeness_residual", f"chunk=1, timed run (m={m}, zero baseline)", shape,
             att.metrics["completeness_residual_pooled"], "relative")
@@ -285,14 +286,17 @@ def bench_model_rows(spec: str, profile: Profile, log: Callable[[str], None],
     return rows
 
 
-def _overhead_rows(fns: dict, shape, best: int, profile: Profile, row) -> None:
+def _overhead_rows(fns: dict, shape, best: int, profile: Profile, row,
+                   reference: Callable[[], torch.Tensor]) -> None:
     """IPG / m plain passes at chunk 1 and the best chunk, for the current pass and the pass
-    before issue 16 (ipg.bench.legacy) timed in the same interleaved rounds, and how far the
-    two passes' scores differ."""
+    before issue 16 (ipg.bench.legacy) timed in the same interleaved rounds; how far the two
+    passes' scores differ, and each one's float rounding: its distance to `reference()`, the
+    old pass's scores on a float64 copy of the model."""
     from ipg.bench.legacy import legacy
 
     old = {f"old{c}": legacy(fns[c]) for c in dict.fromkeys([1, best])}
     times = interleaved({**fns, **old}, profile.reps)
+    ref = reference()
     for c in dict.fromkeys([1, best]):
         what = f"chunk={c}" + (" (one path point per pass)" if c == 1 else " (best)")
         target = profile.overhead_targets[0 if c == 1 else 1]
@@ -301,8 +305,29 @@ def _overhead_rows(fns: dict, shape, best: int, profile: Profile, row) -> None:
             times[f"old{c}"] / times["plain"], "ratio", target)
         new_s = torch.tensor(fns[c]().per_prompt[0], dtype=torch.float64)
         old_s = torch.tensor(old[f"old{c}"]().per_prompt[0], dtype=torch.float64)
+        old_err = _rel_error(old_s, ref)
         row("overhead_agreement", f"chunk={c}: max |new - old| / max |old| (0: bitwise)", shape,
-            _rel_error(new_s, old_s), "relative", "<= 1e-05")
+            _rel_error(new_s, old_s), "relative", "<= 1e-04")
+        row("score_rounding", f"chunk={c} [before issue 16]: max |old - float64| / max |float64|",
+            shape, old_err, "relative")
+        # the new pass rounds no worse than the old one did (2x: one rounding more or less)
+        row("score_rounding", f"chunk={c}: max |new - float64| / max |float64|", shape,
+            _rel_error(new_s, ref), "relative", f"<= {2 * old_err:.2g}")
+
+
+def _float64_reference(model, table, m: int) -> Callable[[], torch.Tensor]:
+    """The old pass's scores (chunk 1) on a float64 copy of the model: the reference that
+    the float32 passes' rounding is measured against."""
+    import copy
+
+    from ipg.bench.legacy import legacy
+
+    def scores() -> torch.Tensor:
+        wide = copy.deepcopy(model).double()
+        att = legacy(_engine(wide, table, m, 1))()
+        return torch.tensor(att.per_prompt[0], dtype=torch.float64)
+
+    return scores
 
 
 def run_bench(models: list[str] | None = None, quick: bool = False, csv_path: str | Path | None = None,

@@ -34,9 +34,11 @@ from ipg.errors import IPGError
 from ipg.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported where used: validating names stays light (snakemake -n)
+    import torch
     from torch import Tensor, nn
 
 EditFn = Callable[["Tensor"], "Tensor | None"]  # hooked x -> replacement (None: unchanged)
+OutputFn = Callable[["Tensor"], "Tensor"]  # producer's input -> module(layer)'s output
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -90,11 +92,17 @@ class Granularity:
     def unit_id(self, layer: int, index: int) -> str:
         raise NotImplementedError
 
-    def bypass(self, layer: int) -> list[tuple[nn.Module, Callable[..., Any]]]:
+    def bypass(self, layer: int, output: OutputFn | None = None
+               ) -> list[tuple[nn.Module, Callable[..., Any]]]:
         """[(producer, forward)]: modules that compute the hooked tensor x only to hand it on
         to module(layer), each with a forward that skips that work (x is then a placeholder
         of its shape). Used when every edit replaces x without reading its values (IPG's
-        joint path). []: nothing to skip."""
+        joint path). []: nothing to skip.
+
+        output: for a "pre" granularity whose producer returns module(layer)(x) and nothing
+        else, output(producer_input) -> that module's output; the forward then returns it,
+        so module(layer) is skipped as well (IPG's joint path through a linear consumer,
+        attribution/path.py)."""
         return []
 
     # -- read / write -------------------------------------------------------------------------
@@ -164,7 +172,7 @@ class Neurons(Granularity):
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unsqueeze(-1)  # [b, pos, d_ff, 1]
 
-    def bypass(self, layer: int):
+    def bypass(self, layer: int, output: OutputFn | None = None):
         """A SwiGLU MLP, down_proj(act(gate_proj(x)) * up_proj(x)), as down_proj(placeholder):
         gate_proj, up_proj and the activation (2/3 of the MLP's FLOPs) are skipped."""
         mlp, down = _part(self, layer, "mlp"), self.module(layer)
@@ -172,7 +180,7 @@ class Neurons(Granularity):
             return []  # another MLP layout: it may do more than feed down_proj
 
         def forward(x: Tensor) -> Tensor:
-            return down(_placeholder(x, _width(down)))
+            return output(x) if output is not None else down(placeholder(x, _width(down)))
 
         return [(mlp, forward)]
 
@@ -196,14 +204,16 @@ class Heads(Granularity):
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unflatten(-1, self.unit_shape(layer))  # [b, pos, n_heads, head_dim]
 
-    def bypass(self, layer: int):
+    def bypass(self, layer: int, output: OutputFn | None = None):
         """Self-attention as o_proj(placeholder): q/k/v, rotary, cache and attention skipped
         (the cache the engine gives a path forward is stateless, surrogate.py)."""
         attn, o_proj = _part(self, layer, "attn"), self.module(layer)
         width = _width(o_proj)
 
         def forward(hidden_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
-            return o_proj(_placeholder(hidden_states, width)), None
+            if output is not None:
+                return output(hidden_states), None
+            return o_proj(placeholder(hidden_states, width)), None
 
         return [(attn, forward)]
 
@@ -227,7 +237,7 @@ class Layers(Granularity):
     def read(self, layer: int, x: Tensor) -> Tensor:
         return x.unsqueeze(-2)  # [b, pos, 1, d_model]
 
-    def bypass(self, layer: int):
+    def bypass(self, layer: int, output: OutputFn | None = None):
         """Block `layer` as an identity: its update is replaced (its output is in + u_path),
         so attention and MLP need not run; the blocks before it still run (they make its
         input). With every block replaced (joint), only embeddings, final norm and LM head run."""
@@ -332,30 +342,44 @@ def _edit_update(inp: Tensor, out: Tensor, fn: EditFn) -> Tensor | None:
     return None if new is None else out + (new.to(out.dtype) - u)
 
 
-def _placeholder(x: Tensor, width: int) -> Tensor:
-    """Zeros [*x.shape[:-1], width] (a broadcast view) in the dtype the skipped computation
-    would have produced: autocast's when it is on, else x's."""
+def computed_dtype(x: Tensor) -> "torch.dtype":
+    """The dtype a matmul on x produces here: autocast's when it is on, else x's."""
     import torch
 
     kind = x.device.type
-    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-    return x.new_zeros((), dtype=dtype).expand(*x.shape[:-1], width)
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+
+
+def placeholder(x: Tensor, width: int) -> Tensor:
+    """Zeros [*x.shape[:-1], width] (a broadcast view) in the dtype the skipped computation
+    would have produced (computed_dtype)."""
+    return x.new_zeros((), dtype=computed_dtype(x)).expand(*x.shape[:-1], width)
 
 
 @contextmanager
 def edit_activations(gran: Granularity, fns: dict[int, EditFn],
-                     skip_producer: bool = False) -> Iterator[None]:
+                     skip_producer: bool = False,
+                     outputs: dict[int, OutputFn] | None = None) -> Iterator[None]:
     """Install `fns[layer](x) -> x' | None` on each layer's hooked tensor for the block's duration.
 
     skip_producer: the fns replace x without reading its values, so the module that computes
-    x is bypassed where the granularity has one (Granularity.bypass; x is then a placeholder)."""
+    x is bypassed where the granularity has one (Granularity.bypass; x is then a placeholder).
+    outputs (with skip_producer, "pre" granularities): `outputs[layer](producer_input)` is
+    module(layer)'s output, so where the producer can be bypassed, module(layer) is skipped
+    too and fns[layer] is not installed; elsewhere fns[layer] is."""
     from ipg.models.architecture import architecture
 
     handles = []
     skip_producer = skip_producer and architecture(gran.model).bypass
-    bypassed = [pair for layer in fns for pair in (gran.bypass(layer) if skip_producer else [])]
+    outputs = (outputs or {}) if skip_producer and gran.hook == "pre" else {}
+    bypassed, hooked = [], dict(fns)
+    for layer in fns if skip_producer else []:
+        pairs = gran.bypass(layer, outputs.get(layer))
+        if pairs and layer in outputs:
+            del hooked[layer]  # its output is given: module(layer) does not run
+        bypassed.extend(pairs)
     try:
-        for layer, fn in fns.items():
+        for layer, fn in hooked.items():
             module = gran.module(layer)
             if gran.hook == "pre":
                 def pre(mod: nn.Module, args: tuple, fn: EditFn = fn) -> tuple | None:
