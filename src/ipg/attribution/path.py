@@ -183,9 +183,9 @@ class PathHooks:
         """producer input [b, pos, ...] -> y_alpha = W (a' + alpha (a - a')) + bias, the output
         of the linear module fed by the hooked tensor, without running that module on the b rows.
 
-        In joint mode a and a' are fixed, so y_alpha = y - (1 - alpha) dy with y = W a + bias
-        and dy = W (a - a') (times the position mask), both computed on the G recorded rows
-        once per pass (_linear_terms). The gradient tap sits on y_alpha: dPhi/da_alpha = g W, so the chunk's
+        In joint mode a and a' are fixed, so y_alpha = y0 + alpha dy with y0 = W a' + bias
+        and dy = W (a - a') (where the position mask is on; y0 = W a + bias elsewhere), both
+        from the G recorded rows, once per pass (_linear_terms). The gradient tap sits on y_alpha: dPhi/da_alpha = g W, so the chunk's
         IG terms sum_k (a - a') * (g_k W) = (a - a') * ((sum_k g_k) W): one G-row matmul per
         chunk in place of the module's backward on every path point (docs/method.md, "Cost of
         one pass"). Equal to the route through the module up to float rounding."""
@@ -196,16 +196,16 @@ class PathHooks:
             rec = self.recorded[layer]
             if mask is not None and mask.shape[0] != rec.shape[0]:  # rows per path point
                 return linear(fallback(placeholder(h, rec.shape[-1])))
-            diff, y, dy = self._linear_terms(layer, linear, mask, h)
-            g_rows, reps = y.shape[0], h.shape[0] // y.shape[0]
+            diff, y0, dy = self._linear_terms(layer, linear, mask, h)
+            g_rows, reps = y0.shape[0], h.shape[0] // y0.shape[0]
             if isinstance(alpha, Tensor):
-                a4 = alpha.to(y.dtype).view(reps, g_rows, 1, 1)
-                y_path = (y - (1 - a4) * dy).flatten(0, 1)  # [b, pos, out]
+                a4 = alpha.to(y0.dtype).view(reps, g_rows, 1, 1)
+                y_path = (y0 + a4 * dy).flatten(0, 1)  # [b, pos, out]
             else:
-                y_path = y - (1 - alpha) * dy
+                y_path = y0 + alpha * dy
                 if reps > 1:
                     y_path = y_path.repeat(reps, 1, 1)
-            del y, dy
+            del y0, dy
             if grad:
                 if layers_checkpointed():
                     cb = lambda g, l=layer: self._accumulate_linear(  # noqa: E731
@@ -220,8 +220,10 @@ class PathHooks:
 
     def _linear_terms(self, layer: int, linear: nn.Linear, mask: Tensor | None, h: Tensor
                       ) -> tuple[Tensor, Tensor, Tensor]:
-        """((a - a') * mask [G, pos, units, unit_dim], y = W a + b, dy = W (a - a') * mask
-        [G, pos, out]) from the recording, float32 (float64 for a float64 model).
+        """((a - a') * mask [G, pos, units, unit_dim], y0, dy [G, pos, out]) from the recording,
+        float32 (float64 for a float64 model): dy = W (a - a') * mask and y0 = y - dy, the
+        output at alpha = 0 (W a' + b where the mask is on, y = W a + b elsewhere), so that
+        y_alpha = y0 + alpha dy rounds once (alpha y for a zero baseline).
 
         All three are computed once per recording and mask and reused by every forward of the
         pass (the alpha = 0 forward and every chunk; a chunk's backward holds them anyway),
@@ -237,16 +239,19 @@ class PathHooks:
             bias = None if linear.bias is None else linear.bias.to(a.dtype)
             if layer in self.recorded_out:  # the recording's own output of the module
                 y = wide(self.recorded_out[layer])
+                # W a' + b: one row (a' is the same at every position)
                 y_base = nn.functional.linear(self.base[layer].flatten().to(a.dtype), weight, bias)
-                dy = y - y_base  # W a' + b: one row (a' is the same at every position)
-                if mask is not None:
-                    dy = dy * _rows(mask, y.shape[0]).to(y.dtype).unsqueeze(-1)
+                if mask is None:
+                    y0, dy = y_base.expand_as(y), y - y_base
+                else:
+                    on = _rows(mask, y.shape[0]).bool().unsqueeze(-1)  # [G, pos, 1]
+                    y0, dy = torch.where(on, y_base, y), torch.where(on, y - y_base, 0.0)
             else:
-                y = nn.functional.linear(a.flatten(2), weight, bias)  # [G, pos, out]
                 dy = nn.functional.linear(diff.flatten(2), weight)
+                y0 = nn.functional.linear(a.flatten(2), weight, bias) - dy  # [G, pos, out]
         if not layers_checkpointed():
-            self._linear_cache[layer] = (mask, diff, y, dy)
-        return diff, y, dy
+            self._linear_cache[layer] = (mask, diff, y0, dy)
+        return diff, y0, dy
 
     def _accumulate_linear(self, layer: int, diff: Tensor, reps: int, g: Tensor) -> None:
         """IG terms from dPhi/dy [reps * G, pos, out] at the linear module's output: the
