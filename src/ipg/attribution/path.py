@@ -41,7 +41,7 @@ class PathHooks:
         # adding them to acc (adaptive quadrature re-weights every node: quadrature.py)
         self.per_point = False
         self.points: dict[int, Tensor] = {}
-        # linear route (_linear_terms): layer -> (mask, a - a', y, dy) of the current recording
+        # linear route (_linear_terms): layer -> (mask, a - a', y0, dy) of the current recording
         self._linear_cache: dict[int, tuple[Tensor | None, Tensor, Tensor, Tensor]] = {}
         self.reset()
 
@@ -100,7 +100,7 @@ class PathHooks:
         skip = mode == "joint" and type(self.gran).write is Granularity.write
         fns = {l: self._hook(l, alpha, mask, mode, grad) for l in layers}
         # ... and where x feeds a plain linear module, that module too (its output on the
-        # path is linear in alpha: _linear_path)
+        # path is linear in alpha: _linear_output)
         outputs = {l: self._linear_output(l, alpha, mask, grad, fns[l]) for l in layers
                    if skip and plain_linear(self.gran.module(l))}
         with edit_activations(self.gran, fns, skip_producer=skip, outputs=outputs):
@@ -185,8 +185,8 @@ class PathHooks:
 
         In joint mode a and a' are fixed, so y_alpha = y0 + alpha dy with y0 = W a' + bias
         and dy = W (a - a') (where the position mask is on; y0 = W a + bias elsewhere), both
-        from the G recorded rows, once per pass (_linear_terms). The gradient tap sits on y_alpha: dPhi/da_alpha = g W, so the chunk's
-        IG terms sum_k (a - a') * (g_k W) = (a - a') * ((sum_k g_k) W): one G-row matmul per
+        from the G recorded rows, once per pass (_linear_terms). The gradient tap sits on
+        y_alpha: dPhi/da_alpha = g W, so the chunk's IG terms sum_k (a - a') * (g_k W) = (a - a') * ((sum_k g_k) W): one G-row matmul per
         chunk in place of the module's backward on every path point (docs/method.md, "Cost of
         one pass"). Equal to the route through the module up to float rounding."""
         linear = self.gran.module(layer)
